@@ -1,0 +1,30 @@
+"""xpnet: neural networks written once against the Python array API.
+
+The same code trains on NumPy, CuPy, PyTorch, JAX and array-api-strict.
+
+>>> import xpnet as xn
+>>> xn.F.relu(xn.to_numpy([-1.0, 3.0]))
+array([0., 3.])
+"""
+
+from xpnet import activations, functional, initializers
+from xpnet._backend import available_backends, backend, get_backend, set_backend, to_numpy
+from xpnet.gradcheck import gradcheck
+
+F = functional
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "F",
+    "__version__",
+    "activations",
+    "available_backends",
+    "backend",
+    "functional",
+    "get_backend",
+    "gradcheck",
+    "initializers",
+    "set_backend",
+    "to_numpy",
+]

@@ -1,0 +1,656 @@
+"""Pure kernels: activations, their derivatives, and stable losses.
+
+Every function takes arrays of any supported library and returns arrays of
+the same library, dtype and device. Nothing here reads a value back to the
+host or branches in Python on array contents, so the kernels never force a
+device synchronization and trace under ``jax.jit``.
+
+Activations come in pairs: ``f(x)`` and ``f_backward(dy, x, y)``, where ``y``
+is what ``f(x)`` returned and ``dy`` the gradient of the loss w.r.t. ``y``;
+the result is the gradient w.r.t. ``x``. Each backward uses whichever of
+``x`` and ``y`` makes it cheapest and most accurate.
+
+Losses return ``(loss, grad)``: the loss reduced over the samples (axis 0)
+and its gradient w.r.t. the prediction or logits, the first argument. The
+order is PyTorch's ``(input, target)``; the Keras-style classes in
+:mod:`xpnet.losses` take ``(y_true, y_pred)``.
+
+Stability: ``exp`` is only ever applied to non-positive numbers, so no
+finite input overflows, warns, or produces NaN. See the guide
+(``docs/guide/stability.md``) for the derivations.
+"""
+
+from __future__ import annotations
+
+import math
+
+from xpnet._backend import device_of, namespace
+from xpnet._typing import Array, Namespace
+from xpnet._validation import check_choice
+
+__all__ = [
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "categorical_cross_entropy",
+    "elu",
+    "elu_backward",
+    "gelu",
+    "gelu_backward",
+    "huber",
+    "kl_divergence",
+    "leaky_relu",
+    "leaky_relu_backward",
+    "linear",
+    "linear_backward",
+    "log_sigmoid",
+    "log_sigmoid_backward",
+    "log_softmax",
+    "log_softmax_backward",
+    "logsumexp",
+    "mean_absolute_error",
+    "mean_squared_error",
+    "prelu",
+    "prelu_backward",
+    "relu",
+    "relu_backward",
+    "sigmoid",
+    "sigmoid_backward",
+    "silu",
+    "silu_backward",
+    "softmax",
+    "softmax_backward",
+    "softmax_cross_entropy_with_logits",
+    "softplus",
+    "softplus_backward",
+    "step",
+    "step_backward",
+    "sum_squared_error",
+    "tanh",
+    "tanh_backward",
+]
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def _float_namespace(x: Array, name: str = "x") -> Namespace:
+    """Namespace of `x`, which must be a real floating array."""
+    xp = namespace(x)
+    if not xp.isdtype(x.dtype, "real floating"):
+        raise TypeError(f"{name} must be a real floating array, got dtype {x.dtype}")
+    return xp
+
+
+# --------------------------------------------------------------------------
+# Activations
+# --------------------------------------------------------------------------
+
+
+def linear(x: Array) -> Array:
+    """Identity, ``f(x) = x``."""
+    _float_namespace(x)
+    return x
+
+
+def linear_backward(dy: Array, x: Array, y: Array) -> Array:
+    """Gradient of :func:`linear`: ``dy``."""
+    return dy
+
+
+def relu(x: Array) -> Array:
+    """Rectified linear unit, ``max(x, 0)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xpnet import functional as F
+    >>> F.relu(np.array([-1.0, 0.0, 2.0]))
+    array([0., 0., 2.])
+    """
+    xp = _float_namespace(x)
+    return xp.maximum(x, 0.0)
+
+
+def relu_backward(dy: Array, x: Array, y: Array) -> Array:
+    """Gradient of :func:`relu`: ``dy`` where ``x > 0``, else 0."""
+    xp = namespace(dy)
+    return xp.where(y > 0, dy, 0.0)
+
+
+def leaky_relu(x: Array, alpha: float = 0.01) -> Array:
+    """``x`` for ``x > 0``, ``alpha * x`` otherwise."""
+    xp = _float_namespace(x)
+    return xp.where(x > 0, x, alpha * x)
+
+
+def leaky_relu_backward(dy: Array, x: Array, y: Array, alpha: float = 0.01) -> Array:
+    """Gradient of :func:`leaky_relu`: ``dy`` or ``alpha * dy``."""
+    xp = namespace(dy)
+    return xp.where(x > 0, dy, alpha * dy)
+
+
+def prelu(x: Array, alpha: Array) -> Array:
+    """Parametric ReLU: :func:`leaky_relu` with a learned, broadcastable `alpha`."""
+    xp = _float_namespace(x)
+    return xp.where(x > 0, x, alpha * x)
+
+
+def prelu_backward(dy: Array, x: Array, y: Array, alpha: Array) -> tuple[Array, Array]:
+    """Gradients of :func:`prelu` w.r.t. ``x`` and ``alpha``.
+
+    ``d/dalpha`` is ``x`` where ``x <= 0``; it is summed over every axis that
+    `alpha` was broadcast along, so the result has `alpha`'s shape.
+    """
+    xp = namespace(dy)
+    negative = x <= 0
+    dx = xp.where(negative, alpha * dy, dy)
+    dalpha = _sum_to_shape(xp, xp.where(negative, dy * x, 0.0), alpha.shape)
+    return dx, dalpha
+
+
+def _sum_to_shape(xp: Namespace, g: Array, shape: tuple[int, ...]) -> Array:
+    """Sum `g` over the axes that broadcasting added to or stretched in `shape`."""
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1
+    )
+    if axes:
+        g = xp.sum(g, axis=axes, keepdims=True)
+    return xp.reshape(g, shape)
+
+
+def elu(x: Array, alpha: float = 1.0) -> Array:
+    """Exponential linear unit: ``x`` for ``x > 0``, ``alpha * (exp(x) - 1)`` otherwise."""
+    xp = _float_namespace(x)
+    # expm1 only of non-positive values: no overflow for large x.
+    return xp.where(x > 0, x, alpha * xp.expm1(xp.minimum(x, 0.0)))
+
+
+def elu_backward(dy: Array, x: Array, y: Array, alpha: float = 1.0) -> Array:
+    """Gradient of :func:`elu`: ``dy`` for ``x > 0``, ``dy * (y + alpha)`` otherwise."""
+    xp = namespace(dy)
+    return xp.where(x > 0, dy, dy * (y + alpha))
+
+
+def sigmoid(x: Array) -> Array:
+    """Logistic function ``1 / (1 + exp(-x))``, without overflow.
+
+    With ``e = exp(-|x|)`` (always in (0, 1]) it is ``1 / (1 + e)`` for
+    ``x >= 0`` and ``e / (1 + e)`` for ``x < 0``.
+    """
+    xp = _float_namespace(x)
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1.0, e) / (1.0 + e)
+
+
+def sigmoid_backward(dy: Array, x: Array, y: Array) -> Array:
+    """Gradient of :func:`sigmoid`: ``dy * y * (1 - y)``."""
+    return dy * y * (1.0 - y)
+
+
+def tanh(x: Array) -> Array:
+    """Hyperbolic tangent."""
+    xp = _float_namespace(x)
+    return xp.tanh(x)
+
+
+def tanh_backward(dy: Array, x: Array, y: Array) -> Array:
+    """Gradient of :func:`tanh`: ``dy * (1 - y**2)``."""
+    return dy * (1.0 - y * y)
+
+
+def softplus(x: Array) -> Array:
+    """``log(1 + exp(x))`` computed as ``max(x, 0) + log1p(exp(-|x|))``."""
+    xp = _float_namespace(x)
+    return xp.maximum(x, 0.0) + xp.log1p(xp.exp(-xp.abs(x)))
+
+
+def softplus_backward(dy: Array, x: Array, y: Array) -> Array:
+    """Gradient of :func:`softplus`: ``dy * sigmoid(x)``.
+
+    ``sigmoid(x) = 1 - exp(-softplus(x)) = -expm1(-y)``, accurate at both ends
+    and one ``exp`` cheaper than recomputing the sigmoid.
+    """
+    xp = namespace(dy)
+    return -dy * xp.expm1(-y)
+
+
+def log_sigmoid(x: Array) -> Array:
+    """``log(sigmoid(x)) = -softplus(-x) = min(x, 0) - log1p(exp(-|x|))``."""
+    xp = _float_namespace(x)
+    return xp.minimum(x, 0.0) - xp.log1p(xp.exp(-xp.abs(x)))
+
+
+def log_sigmoid_backward(dy: Array, x: Array, y: Array) -> Array:
+    """Gradient of :func:`log_sigmoid`: ``dy * sigmoid(-x) = -dy * expm1(y)``."""
+    xp = namespace(dy)
+    return -dy * xp.expm1(y)
+
+
+def gelu(x: Array) -> Array:
+    """Gaussian error linear unit, tanh approximation (Hendrycks & Gimpel):
+    ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``.
+    """
+    xp = _float_namespace(x)
+    return 0.5 * x * (1.0 + xp.tanh(_gelu_inner(xp, x)))
+
+
+_GELU_C = math.sqrt(2.0 / math.pi)
+_GELU_A = 0.044715
+# tanh of the inner polynomial is exactly +-1 in float64 beyond |x| = 10; clip
+# there so x**3 cannot overflow float32/float16 for large finite inputs.
+_GELU_CLIP = 10.0
+
+
+def _gelu_inner(xp: Namespace, x: Array) -> Array:
+    xc = xp.clip(x, -_GELU_CLIP, _GELU_CLIP)
+    return _GELU_C * (xc + _GELU_A * xc * xc * xc)
+
+
+def gelu_backward(dy: Array, x: Array, y: Array) -> Array:
+    """Gradient of :func:`gelu`: with ``u`` the inner polynomial and
+    ``t = tanh(u)``, ``0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2)``.
+    """
+    xp = namespace(dy)
+    t = xp.tanh(_gelu_inner(xp, x))
+    xc = xp.clip(x, -_GELU_CLIP, _GELU_CLIP)
+    du = _GELU_C * (1.0 + 3.0 * _GELU_A * xc * xc)
+    return dy * (0.5 * (1.0 + t) + 0.5 * xc * (1.0 - t * t) * du)
+
+
+def silu(x: Array) -> Array:
+    """Sigmoid linear unit (swish): ``x * sigmoid(x)``."""
+    return x * sigmoid(x)
+
+
+def silu_backward(dy: Array, x: Array, y: Array) -> Array:
+    """Gradient of :func:`silu`: ``dy * s * (1 + x * (1 - s))`` with ``s = sigmoid(x)``."""
+    s = sigmoid(x)
+    return dy * s * (1.0 + x * (1.0 - s))
+
+
+def step(x: Array) -> Array:
+    """Heaviside step, the perceptron's activation: 1 where ``x >= 0``, else 0."""
+    xp = _float_namespace(x)
+    return xp.astype(x >= 0, x.dtype)
+
+
+def step_backward(dy: Array, x: Array, y: Array) -> Array:
+    """The step's derivative is 0 wherever it exists, so no gradient flows."""
+    xp = namespace(dy)
+    return xp.zeros_like(dy)
+
+
+def logsumexp(x: Array, axis: int = -1, keepdims: bool = False) -> Array:
+    """``log(sum(exp(x), axis))`` computed as ``m + log(sum(exp(x - m)))``,
+    ``m = max(x)``, so the largest exponent is 0.
+    """
+    xp = _float_namespace(x)
+    m = xp.max(x, axis=axis, keepdims=True)
+    # A row of -inf would give inf - inf = nan; shift by 0 there instead.
+    m = xp.where(xp.isfinite(m), m, 0.0)
+    out = m + xp.log(xp.sum(xp.exp(x - m), axis=axis, keepdims=True))
+    return out if keepdims else xp.squeeze(out, axis=axis)
+
+
+def softmax(x: Array, axis: int = -1) -> Array:
+    """``exp(x) / sum(exp(x))`` along `axis`, shifted by the max for stability."""
+    xp = _float_namespace(x)
+    e = xp.exp(x - xp.max(x, axis=axis, keepdims=True))
+    return e / xp.sum(e, axis=axis, keepdims=True)
+
+
+def softmax_backward(dy: Array, x: Array, y: Array, axis: int = -1) -> Array:
+    """Gradient of :func:`softmax`: ``y * (dy - sum(dy * y, axis))``."""
+    xp = namespace(dy)
+    return y * (dy - xp.sum(dy * y, axis=axis, keepdims=True))
+
+
+def log_softmax(x: Array, axis: int = -1) -> Array:
+    """``x - logsumexp(x)`` along `axis`."""
+    return x - logsumexp(x, axis=axis, keepdims=True)
+
+
+def log_softmax_backward(dy: Array, x: Array, y: Array, axis: int = -1) -> Array:
+    """Gradient of :func:`log_softmax`: ``dy - exp(y) * sum(dy, axis)``."""
+    xp = namespace(dy)
+    return dy - xp.exp(y) * xp.sum(dy, axis=axis, keepdims=True)
+
+
+# --------------------------------------------------------------------------
+# Losses
+# --------------------------------------------------------------------------
+
+
+def _prepare(
+    pred: Array, target: Array, pred_name: str = "y_pred", min_ndim: int = 1
+) -> tuple[Namespace, Array]:
+    """Check `pred` and `target` and return the namespace and `target` cast
+    to `pred`'s dtype with `pred`'s shape.
+
+    A target of shape ``(n,)`` for a prediction of shape ``(n, 1)`` is
+    reshaped; any other shape mismatch is an error (broadcasting ``(n,)``
+    against ``(n, 1)`` silently builds an ``(n, n)`` loss).
+    """
+    xp = _float_namespace(pred, pred_name)
+    namespace(pred, target)  # same library, or TypeError
+    if pred.ndim < min_ndim:
+        raise ValueError(
+            f"{pred_name} must have at least {min_ndim} dimension(s) (samples first), "
+            f"got shape {tuple(pred.shape)}"
+        )
+    if target.shape != pred.shape:
+        if target.shape == pred.shape[:-1] and pred.shape[-1] == 1:
+            target = xp.reshape(target, pred.shape)
+        else:
+            raise ValueError(
+                f"y_true has shape {tuple(target.shape)} but {pred_name} has shape "
+                f"{tuple(pred.shape)}; they must match"
+            )
+    if target.dtype != pred.dtype:
+        target = xp.astype(target, pred.dtype)
+    return xp, target
+
+
+def _class_targets(xp: Namespace, logits: Array, target: Array) -> Array:
+    """One-hot (or soft) targets for class scores of shape ``(n, k)``.
+
+    Integer labels of shape ``(n,)`` or ``(n, 1)`` are expanded to one-hot;
+    floating targets must have the logits' shape. Labels outside ``[0, k)``
+    give an all-zero row: range checks need the values on the host, so they
+    belong to the caller that owns the data (``Sequential.fit`` does them).
+    """
+    namespace(logits, target)
+    if logits.ndim != 2:
+        raise ValueError(
+            f"logits must have shape (n_samples, n_classes), got {tuple(logits.shape)}"
+        )
+    n, k = logits.shape
+    if xp.isdtype(target.dtype, "integral"):
+        if target.shape == (n, 1):
+            target = xp.reshape(target, (n,))
+        if target.shape != (n,):
+            raise ValueError(
+                f"integer labels y_true must have shape ({n},) for logits of shape "
+                f"{(n, k)}, got {tuple(target.shape)}"
+            )
+        classes = xp.arange(k, dtype=target.dtype, device=device_of(target))
+        return xp.astype(target[:, None] == classes, logits.dtype)
+    if target.shape != logits.shape:
+        raise ValueError(
+            f"y_true has shape {tuple(target.shape)} but the logits have shape "
+            f"{(n, k)}; pass one-hot/probability targets of the same shape or "
+            f"integer labels of shape ({n},)"
+        )
+    return xp.astype(target, logits.dtype) if target.dtype != logits.dtype else target
+
+
+def _reduce(
+    xp: Namespace,
+    elementwise: Array,
+    grad: Array,
+    reduction: str,
+    sample_weight: Array | None,
+    per_sample: str = "mean",
+) -> tuple[Array, Array]:
+    """Turn elementwise losses and their elementwise derivatives into the
+    reduced loss and the gradient of that reduced loss.
+
+    Each sample's loss is the mean (or sum) of its elements over every axis
+    after the first, then optionally weighted, then reduced over samples by
+    `reduction`. The gradient is scaled once, by the product of all factors.
+    """
+    check_choice("reduction", reduction, REDUCTIONS)
+    n = elementwise.shape[0]
+    if n == 0:
+        raise ValueError("the loss needs at least one sample, got an empty batch")
+    scale = 1.0
+    if elementwise.ndim > 1:
+        axes = tuple(range(1, elementwise.ndim))
+        if per_sample == "mean":
+            k = math.prod(elementwise.shape[1:])
+            losses = xp.sum(elementwise, axis=axes) / k
+            scale /= k
+        else:
+            losses = xp.sum(elementwise, axis=axes)
+    else:
+        losses = elementwise
+    if reduction == "mean":
+        scale /= n
+    if sample_weight is not None:
+        w = _sample_weight(xp, sample_weight, losses)
+        losses = losses * w
+        grad = grad * xp.reshape(w, (n,) + (1,) * (grad.ndim - 1))
+    if scale != 1.0:
+        grad = grad * scale
+    if reduction == "none":
+        return losses, grad
+    total = xp.sum(losses)
+    return (total / n if reduction == "mean" else total), grad
+
+
+def _sample_weight(xp: Namespace, w: Array, losses: Array) -> Array:
+    namespace(losses, w)
+    n = losses.shape[0]
+    if w.shape != (n,):
+        raise ValueError(f"sample_weight must have shape ({n},), got {tuple(w.shape)}")
+    return xp.astype(w, losses.dtype) if w.dtype != losses.dtype else w
+
+
+def binary_cross_entropy_with_logits(
+    logits: Array,
+    y_true: Array,
+    *,
+    reduction: str = "mean",
+    sample_weight: Array | None = None,
+) -> tuple[Array, Array]:
+    """Binary cross-entropy of ``sigmoid(logits)`` against `y_true`, from logits.
+
+    Elementwise ``softplus(z) - y * z``, which equals
+    ``-(y log p + (1 - y) log(1 - p))`` with ``p = sigmoid(z)`` but never takes
+    the log of a rounded-off 0. Each sample's loss is the mean over its
+    outputs. The gradient w.r.t. the logits is ``(sigmoid(z) - y) / size``.
+
+    Parameters
+    ----------
+    logits : array of shape (n_samples,) or (n_samples, n_outputs)
+    y_true : array of the same shape, values in [0, 1]
+        ``(n_samples,)`` is accepted for logits of shape ``(n_samples, 1)``.
+    reduction : {"mean", "sum", "none"}
+    sample_weight : array of shape (n_samples,), optional
+
+    Returns
+    -------
+    loss : 0-d array, or (n_samples,) for ``reduction="none"``
+    grad : array like `logits`
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xpnet import functional as F
+    >>> loss, grad = F.binary_cross_entropy_with_logits(np.array([1e4, -1e4]), np.array([0.0, 0.0]))
+    >>> float(loss), grad.tolist()
+    (5000.0, [0.5, 0.0])
+    """
+    xp, y = _prepare(logits, y_true, "logits")
+    e = xp.exp(-xp.abs(logits))
+    elementwise = xp.maximum(logits, 0.0) - y * logits + xp.log1p(e)
+    p = xp.where(logits >= 0, 1.0, e) / (1.0 + e)
+    return _reduce(xp, elementwise, p - y, reduction, sample_weight)
+
+
+def softmax_cross_entropy_with_logits(
+    logits: Array,
+    y_true: Array,
+    *,
+    reduction: str = "mean",
+    sample_weight: Array | None = None,
+) -> tuple[Array, Array]:
+    """Categorical cross-entropy of ``softmax(logits)``, from logits.
+
+    Per sample ``-sum_j y_j log_softmax(z)_j = sum(y) * logsumexp(z) - y . z``,
+    exact for logits of any finite size. The gradient is
+    ``softmax(z) * sum(y) - y``, i.e. ``p - y`` for targets that sum to 1.
+
+    Parameters
+    ----------
+    logits : array of shape (n_samples, n_classes)
+    y_true : array of shape (n_samples, n_classes), or integer labels of shape (n_samples,)
+        One-hot or probability targets, or class indices in ``[0, n_classes)``.
+    reduction : {"mean", "sum", "none"}
+    sample_weight : array of shape (n_samples,), optional
+
+    Returns
+    -------
+    loss : 0-d array, or (n_samples,) for ``reduction="none"``
+    grad : array of shape (n_samples, n_classes)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xpnet import functional as F
+    >>> loss, grad = F.softmax_cross_entropy_with_logits(np.array([[1e4, 0.0]]), np.array([1]))
+    >>> float(loss), grad.tolist()
+    (10000.0, [[1.0, -1.0]])
+    """
+    xp = _float_namespace(logits, "logits")
+    y = _class_targets(xp, logits, y_true)
+    m = xp.max(logits, axis=-1, keepdims=True)
+    shifted = logits - m
+    e = xp.exp(shifted)
+    total = xp.sum(e, axis=-1, keepdims=True)
+    log_p = shifted - xp.log(total)
+    y_sum = xp.sum(y, axis=-1, keepdims=True)
+    grad = (e / total) * y_sum - y
+    return _reduce(xp, -(y * log_p), grad, reduction, sample_weight, per_sample="sum")
+
+
+def _clip_probabilities(xp: Namespace, p: Array) -> tuple[Array, Array]:
+    """Clip to ``[eps, 1 - eps]`` (eps of the dtype) and return the mask of
+    entries the clip left alone: the clipped function has zero slope elsewhere."""
+    eps = xp.finfo(p.dtype).eps
+    inside = (p > eps) & (p < 1.0 - eps)
+    return xp.clip(p, eps, 1.0 - eps), inside
+
+
+def binary_cross_entropy(
+    y_pred: Array,
+    y_true: Array,
+    *,
+    reduction: str = "mean",
+    sample_weight: Array | None = None,
+) -> tuple[Array, Array]:
+    """Binary cross-entropy from probabilities, clipped to the dtype's eps.
+
+    ``-(y log p + (1 - y) log(1 - p))`` per element, mean over each sample's
+    outputs. Prefer :func:`binary_cross_entropy_with_logits`: this form loses
+    everything past the clip (a sigmoid that rounded to 1 has no gradient).
+    """
+    xp, y = _prepare(y_pred, y_true)
+    p, inside = _clip_probabilities(xp, y_pred)
+    elementwise = -(y * xp.log(p) + (1.0 - y) * xp.log1p(-p))
+    grad = xp.where(inside, (p - y) / (p * (1.0 - p)), 0.0)
+    return _reduce(xp, elementwise, grad, reduction, sample_weight)
+
+
+def categorical_cross_entropy(
+    y_pred: Array,
+    y_true: Array,
+    *,
+    reduction: str = "mean",
+    sample_weight: Array | None = None,
+) -> tuple[Array, Array]:
+    """Categorical cross-entropy from probabilities of shape (n_samples, n_classes).
+
+    ``-sum_j y_j log p_j`` per sample with ``p`` clipped to the dtype's eps;
+    `y_true` is one-hot/probabilities of the same shape or integer labels.
+    Prefer :func:`softmax_cross_entropy_with_logits`.
+    """
+    xp = _float_namespace(y_pred, "y_pred")
+    y = _class_targets(xp, y_pred, y_true)
+    p, inside = _clip_probabilities(xp, y_pred)
+    grad = xp.where(inside, -y / p, 0.0)
+    return _reduce(xp, -(y * xp.log(p)), grad, reduction, sample_weight, per_sample="sum")
+
+
+def mean_squared_error(
+    y_pred: Array,
+    y_true: Array,
+    *,
+    reduction: str = "mean",
+    sample_weight: Array | None = None,
+) -> tuple[Array, Array]:
+    """Mean squared error: per sample ``mean((y_pred - y_true)**2)`` over outputs."""
+    xp, y = _prepare(y_pred, y_true)
+    r = y_pred - y
+    return _reduce(xp, r * r, 2.0 * r, reduction, sample_weight)
+
+
+def mean_absolute_error(
+    y_pred: Array,
+    y_true: Array,
+    *,
+    reduction: str = "mean",
+    sample_weight: Array | None = None,
+) -> tuple[Array, Array]:
+    """Mean absolute error: per sample ``mean(|y_pred - y_true|)``; the
+    gradient at a tie is 0 (the subgradient of ``|r|`` at 0 we choose)."""
+    xp, y = _prepare(y_pred, y_true)
+    r = y_pred - y
+    return _reduce(xp, xp.abs(r), xp.sign(r), reduction, sample_weight)
+
+
+def sum_squared_error(
+    y_pred: Array,
+    y_true: Array,
+    *,
+    reduction: str = "mean",
+    sample_weight: Array | None = None,
+) -> tuple[Array, Array]:
+    """Half the sum of squared errors per sample, ``0.5 * sum((y_pred - y_true)**2)``.
+
+    The ½ makes the gradient exactly the residual ``y_pred - y_true``, the
+    form of the delta rule in the textbooks.
+    """
+    xp, y = _prepare(y_pred, y_true)
+    r = y_pred - y
+    return _reduce(xp, 0.5 * (r * r), r, reduction, sample_weight, per_sample="sum")
+
+
+def kl_divergence(
+    y_pred: Array,
+    y_true: Array,
+    *,
+    reduction: str = "mean",
+    sample_weight: Array | None = None,
+) -> tuple[Array, Array]:
+    """Kullback-Leibler divergence ``sum_j y_j log(y_j / p_j)`` per sample.
+
+    Both distributions are clipped to ``[eps, 1]`` as in Keras, so a zero in
+    either contributes a finite amount.
+    """
+    xp, y = _prepare(y_pred, y_true)
+    eps = xp.finfo(y_pred.dtype).eps
+    y = xp.clip(y, eps, 1.0)
+    p = xp.clip(y_pred, eps, 1.0)
+    inside = (y_pred > eps) & (y_pred < 1.0)
+    grad = xp.where(inside, -y / p, 0.0)
+    return _reduce(xp, y * xp.log(y / p), grad, reduction, sample_weight, per_sample="sum")
+
+
+def huber(
+    y_pred: Array,
+    y_true: Array,
+    *,
+    delta: float = 1.0,
+    reduction: str = "mean",
+    sample_weight: Array | None = None,
+) -> tuple[Array, Array]:
+    """Huber loss: ``r**2 / 2`` for ``|r| <= delta``, ``delta * (|r| - delta / 2)``
+    beyond; mean over each sample's outputs. The gradient is ``clip(r, -delta, delta)``."""
+    if not delta > 0:
+        raise ValueError(f"delta must be positive, got {delta!r}")
+    xp, y = _prepare(y_pred, y_true)
+    r = y_pred - y
+    a = xp.abs(r)
+    elementwise = xp.where(a <= delta, 0.5 * (r * r), delta * (a - 0.5 * delta))
+    return _reduce(xp, elementwise, xp.clip(r, -delta, delta), reduction, sample_weight)
