@@ -228,17 +228,21 @@ def log_sigmoid_backward(dy: Array, x: Array, y: Array) -> Array:
 
 def gelu(x: Array) -> Array:
     """Gaussian error linear unit, tanh approximation (Hendrycks & Gimpel):
-    ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``.
+    ``0.5 x (1 + tanh(u))`` with ``u = sqrt(2/pi) (x + 0.044715 x^3)``.
+
+    Computed as ``x * sigmoid(2u)`` (the same function, since
+    ``1 + tanh(u) = 2 sigmoid(2u)``), which avoids the cancellation of
+    ``1 + tanh(u)`` for negative ``x``.
     """
     xp = _float_namespace(x)
-    return 0.5 * x * (1.0 + xp.tanh(_gelu_inner(xp, x)))
+    return x * sigmoid(2.0 * _gelu_inner(xp, x))
 
 
 _GELU_C = math.sqrt(2.0 / math.pi)
 _GELU_A = 0.044715
-# tanh of the inner polynomial is exactly +-1 in float64 beyond |x| = 10; clip
-# there so x**3 cannot overflow float32/float16 for large finite inputs.
-_GELU_CLIP = 10.0
+# Beyond |x| = 25, sigmoid(2u) is exactly 0 or 1 even in float64 (2u > 1100);
+# clipping there keeps x**3 from overflowing float32/float16 at huge inputs.
+_GELU_CLIP = 25.0
 
 
 def _gelu_inner(xp: Namespace, x: Array) -> Array:
@@ -247,14 +251,14 @@ def _gelu_inner(xp: Namespace, x: Array) -> Array:
 
 
 def gelu_backward(dy: Array, x: Array, y: Array) -> Array:
-    """Gradient of :func:`gelu`: with ``u`` the inner polynomial and
-    ``t = tanh(u)``, ``0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2)``.
+    """Gradient of :func:`gelu`: with ``s = sigmoid(2u)``,
+    ``s + 2 x s (1 - s) u'`` and ``u' = sqrt(2/pi) (1 + 3 * 0.044715 x^2)``.
     """
     xp = namespace(dy)
-    t = xp.tanh(_gelu_inner(xp, x))
-    xc = xp.clip(x, -_GELU_CLIP, _GELU_CLIP)
+    s = sigmoid(2.0 * _gelu_inner(xp, x))
+    xc = xp.clip(x, -_GELU_CLIP, _GELU_CLIP)  # s (1 - s) is exactly 0 beyond the clip
     du = _GELU_C * (1.0 + 3.0 * _GELU_A * xc * xc)
-    return dy * (0.5 * (1.0 + t) + 0.5 * xc * (1.0 - t * t) * du)
+    return dy * (s + 2.0 * xc * s * (1.0 - s) * du)
 
 
 def silu(x: Array) -> Array:
@@ -286,9 +290,12 @@ def logsumexp(x: Array, axis: int = -1, keepdims: bool = False) -> Array:
     """
     xp = _float_namespace(x)
     m = xp.max(x, axis=axis, keepdims=True)
-    # A row of -inf would give inf - inf = nan; shift by 0 there instead.
+    # A row of -inf would give inf - inf = nan; shift by 0 there instead, and
+    # answer -inf without asking log for log(0) (which warns on NumPy).
     m = xp.where(xp.isfinite(m), m, 0.0)
-    out = m + xp.log(xp.sum(xp.exp(x - m), axis=axis, keepdims=True))
+    s = xp.sum(xp.exp(x - m), axis=axis, keepdims=True)
+    positive = s > 0
+    out = m + xp.where(positive, xp.log(xp.where(positive, s, 1.0)), -math.inf)
     return out if keepdims else xp.squeeze(out, axis=axis)
 
 
