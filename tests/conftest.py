@@ -91,7 +91,7 @@ def assert_like(out, like):
 
 
 def assert_close(actual, expected, rtol=1e-12, atol=0.0):
-    np.testing.assert_allclose(xn.to_numpy(actual), np.asarray(expected), rtol=rtol, atol=atol)
+    np.testing.assert_allclose(xn.to_numpy(actual), xn.to_numpy(expected), rtol=rtol, atol=atol)
 
 
 @pytest.fixture(autouse=True)

@@ -6,12 +6,12 @@ import math
 
 import numpy as np
 import pytest
-from conftest import assert_close, assert_like
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import xpnet as xn
+from conftest import assert_close, assert_like
 from xpnet import functional as F
 
 GELU_C = math.sqrt(2.0 / math.pi)
@@ -86,7 +86,9 @@ def test_backward_matches_finite_differences(name, make):
     assert errors[0] < 1e-6
 
 
-@pytest.mark.parametrize(("name", "params"), [("leaky_relu", {"alpha": 0.2}), ("elu", {"alpha": 0.5})])
+@pytest.mark.parametrize(
+    ("name", "params"), [("leaky_relu", {"alpha": 0.2}), ("elu", {"alpha": 0.5})]
+)
 def test_backward_with_parameters(name, params, make):
     x = make(_inputs(3))
     w = make(np.random.default_rng(4).normal(size=(5, 4)))

@@ -423,10 +423,11 @@ def float_dtype(xp: Namespace, dtype: str | DType | None = None) -> DType:
 
 def dtype_name(dtype: DType) -> str:
     """Return the plain name (``"float32"``) of a dtype of any backend."""
-    text = str(dtype)
-    for prefix in ("torch.", "array_api_strict.", "dtype("):
-        text = text.removeprefix(prefix)
-    return text.strip("')\"")
+    if isinstance(dtype, str):
+        return dtype
+    if isinstance(dtype, type | np.dtype):  # numpy, cupy and jax dtypes
+        return np.dtype(dtype).name
+    return str(dtype).rsplit(".", 1)[-1]  # torch.float32, array_api_strict.float32
 
 
 # --------------------------------------------------------------------------
@@ -505,7 +506,8 @@ def asarray(
                 float_dtype(xp, "float64")  # raises the explanatory error
             if host.dtype == np.int64:  # labels: JAX would warn and truncate
                 host = host.astype(np.int32)
-        out = jax.device_put(host, target.device)
+        # On the CPU device_put may wrap the host buffer without copying.
+        out = jax.device_put(host.copy() if copy else host, target.device)
     elif target.name == "torch":
         import torch
 
@@ -513,8 +515,8 @@ def asarray(
     elif target.name == "cupy":
         with target.device:
             out = xp.asarray(host)
-    else:  # array_api_strict always copies
-        out = xp.asarray(host, device=target.device)
+    else:  # array_api_strict shares memory with the host array unless told not to
+        out = xp.asarray(host, device=target.device, copy=True if copy else None)
     if name == "bfloat16":
         out = xp.astype(out, xp.bfloat16)
     return out

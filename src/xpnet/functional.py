@@ -17,7 +17,7 @@ order is PyTorch's ``(input, target)``; the Keras-style classes in
 
 Stability: ``exp`` is only ever applied to non-positive numbers, so no
 finite input overflows, warns, or produces NaN. See the guide
-(``docs/guide/stability.md``) for the derivations.
+(``docs/guide/kernels.md``) for the derivations.
 """
 
 from __future__ import annotations

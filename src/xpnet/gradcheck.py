@@ -71,16 +71,16 @@ def gradcheck(
         args[i] = xp.astype(args[i], float_dtype(xp, "float64"))
 
     _, grads = fn(*args)
-    if len(wrt) == 1 and not isinstance(grads, tuple | list):
+    if not isinstance(grads, tuple | list):
         grads = (grads,)
     if len(grads) != len(wrt):
-        raise ValueError(f"fn returned {len(grads)} gradients for {len(wrt)} inputs in wrt")
+        raise ValueError(f"fn returned {len(grads)} gradient(s) for {len(wrt)} inputs in wrt")
 
     def value(at: list[Any]) -> float:
         return float(to_numpy(fn(*at)[0]).sum())
 
     errors = {}
-    for i, grad in zip(wrt, grads):
+    for i, grad in zip(wrt, grads, strict=True):
         target = backend_of(args[i])
         host = to_numpy(args[i]).astype("float64")  # a fresh host copy
         flat = host.reshape(-1)
@@ -100,8 +100,7 @@ def gradcheck(
         analytic = to_numpy(grad).astype("float64")
         if analytic.shape != numeric.shape:
             raise ValueError(
-                f"gradient for input {i} has shape {analytic.shape}, "
-                f"the input has {numeric.shape}"
+                f"gradient for input {i} has shape {analytic.shape}, the input has {numeric.shape}"
             )
         scale = max(abs(analytic).max(initial=0.0), abs(numeric).max(initial=0.0))
         diff = abs(analytic - numeric).max(initial=0.0)
