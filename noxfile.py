@@ -1,10 +1,10 @@
 """Developer sessions: ``nox -s tests`` runs the suite once per backend.
 
-    nox -s lint                     ruff check + format check
-    nox -s tests                    one session per CPU backend
-    nox -s "tests(backend='jax')"   just one
-    nox -s cupy                     the GPU suite (needs CUDA 12 and a GPU)
-    nox -s bench                    the benchmark suite, timed
+nox -s lint                     ruff check + format check
+nox -s tests                    one session per CPU backend
+nox -s "tests(backend='jax')"   just one
+nox -s cupy                     the GPU suite (needs CUDA 12 and a GPU)
+nox -s bench                    the benchmark suite, timed
 """
 
 from __future__ import annotations
