@@ -7,9 +7,21 @@ The same code trains on NumPy, CuPy, PyTorch, JAX and array-api-strict.
 array([0., 3.])
 """
 
-from xpnet import activations, functional, initializers
+from xpnet import (
+    activations,
+    callbacks,
+    functional,
+    initializers,
+    layers,
+    losses,
+    metrics,
+    optimizers,
+    schedules,
+)
 from xpnet._backend import available_backends, backend, get_backend, set_backend, to_numpy
 from xpnet.gradcheck import gradcheck
+from xpnet.io import load_model
+from xpnet.model import Sequential
 
 F = functional
 
@@ -17,14 +29,22 @@ __version__ = "0.1.0"
 
 __all__ = [
     "F",
+    "Sequential",
     "__version__",
     "activations",
     "available_backends",
     "backend",
+    "callbacks",
     "functional",
     "get_backend",
     "gradcheck",
     "initializers",
+    "layers",
+    "load_model",
+    "losses",
+    "metrics",
+    "optimizers",
+    "schedules",
     "set_backend",
     "to_numpy",
 ]

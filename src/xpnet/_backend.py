@@ -50,10 +50,13 @@ __all__ = [
     "float_dtype",
     "get_backend",
     "host_rng",
+    "is_host_data",
     "is_writeable",
     "namespace",
+    "read_npy",
     "set_backend",
     "to_numpy",
+    "write_npy",
 ]
 
 BACKENDS = ("numpy", "array_api_strict", "torch", "jax", "cupy")
@@ -435,6 +438,12 @@ def dtype_name(dtype: DType) -> str:
 # --------------------------------------------------------------------------
 
 
+def is_host_data(x: Any) -> bool:
+    """Whether `x` is host data: a NumPy array or scalar, a list/tuple, or a
+    Python number."""
+    return isinstance(x, np.ndarray | np.generic | list | tuple | int | float | bool)
+
+
 def to_numpy(x: Any) -> np.ndarray:
     """Copy an array of any backend (or host data) to a :class:`numpy.ndarray`.
 
@@ -520,6 +529,17 @@ def asarray(
     if name == "bfloat16":
         out = xp.astype(out, xp.bfloat16)
     return out
+
+
+def write_npy(fileobj: Any, array: np.ndarray) -> None:
+    """Write one array in NumPy's ``.npy`` format, refusing object arrays."""
+    np.lib.format.write_array(fileobj, np.ascontiguousarray(array), allow_pickle=False)
+
+
+def read_npy(fileobj: Any) -> np.ndarray:
+    """Read one ``.npy`` array; pickled (object) payloads are refused, so
+    loading an untrusted file cannot run code."""
+    return np.lib.format.read_array(fileobj, allow_pickle=False)
 
 
 def host_rng(seed: int | np.random.Generator | None = None) -> np.random.Generator:
