@@ -95,6 +95,11 @@ class Layer:
         """Name of the activation this layer ends with, if any."""
         return None
 
+    @property
+    def default_name(self) -> str:
+        """The name a model gives this layer (plus ``_1``, ``_2``, ... if taken)."""
+        return type(self).__name__.lower()
+
     # -- bookkeeping -------------------------------------------------------
 
     def count_params(self) -> int:
@@ -259,6 +264,10 @@ class _BoundActivation(Activation):
     """An Activation layer fixed to one activation, Keras-style (``ReLU()``)."""
 
     _activation: str
+
+    @property
+    def default_name(self) -> str:
+        return self._activation
 
     def __init__(self, *, name: str | None = None, input_dim: int | None = None, **params):
         super().__init__(self._activation, name=name, input_dim=input_dim, **params)

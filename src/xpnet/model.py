@@ -112,7 +112,7 @@ class Sequential:
         if self.built:
             raise ValueError("cannot add layers to a model that is already built")
         if layer.name is None:
-            base = _snake(type(layer).__name__)
+            base = layer.default_name
             taken = {existing.name for existing in self.layers}
             name, i = base, 0
             while name in taken:
@@ -714,12 +714,3 @@ class Sequential:
     def __repr__(self) -> str:
         where = "unbuilt" if self.target is None else f"{self.target.name}"
         return f"Sequential({len(self.layers)} layers, {where}, {self.dtype})"
-
-
-def _snake(name: str) -> str:
-    out = []
-    for i, ch in enumerate(name):
-        if ch.isupper() and i and not name[i - 1].isupper():
-            out.append("_")
-        out.append(ch.lower())
-    return "".join(out)

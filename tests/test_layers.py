@@ -1,0 +1,151 @@
+"""Layers: forward values, gradients through a model, build, bad arguments."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import assert_close
+
+import xpnet as xn
+from xpnet import _backend, layers
+
+rng = np.random.default_rng(0)
+X = rng.normal(size=(7, 5))
+LABELS = rng.integers(0, 3, size=7)
+
+
+def _model(target, stack, loss="sparse_categorical_crossentropy"):
+    model = xn.Sequential(stack, backend=target.name, device=target.device, dtype="float64", seed=3)
+    model.compile(loss=loss, optimizer="sgd")
+    return model
+
+
+@pytest.mark.parametrize(
+    "activation",
+    ["linear", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "softplus", "gelu", "silu"],
+)
+def test_dense_gradients_for_every_activation(activation, target):
+    model = _model(target, [layers.Dense(6, activation=activation), layers.Dense(3)])
+    model.compile(loss=xn.losses.SparseCategoricalCrossentropy(from_logits=True), optimizer="sgd")
+    errors = xn.gradcheck(model, X, LABELS)
+    assert set(errors) == {"dense/kernel", "dense/bias", "dense_1/kernel", "dense_1/bias"}
+    assert max(errors.values()) < 1e-6, errors
+
+
+def test_every_layer_type_backpropagates(target):
+    stack = [
+        layers.Dense(6),
+        layers.LeakyReLU(0.2),
+        layers.Dense(6),
+        layers.ELU(0.7),
+        layers.Dense(6),
+        layers.PReLU(alpha_initializer=xn.initializers.Constant(0.3)),
+        layers.Dense(6, activation="tanh"),
+        layers.Softplus(),
+        layers.Dense(6),
+        layers.Activation("gelu"),
+        layers.Tanh(),
+        layers.Dense(6),
+        layers.ReLU(),
+        layers.Dense(6),
+        layers.Sigmoid(),
+        layers.Dropout(0.5),  # the identity outside training
+        layers.Dense(3),
+        layers.Softmax(),
+    ]
+    model = _model(target, stack, loss="categorical_crossentropy")
+    one_hot = np.eye(3)[LABELS]
+    errors = xn.gradcheck(model, X, one_hot)
+    assert "prelu/alpha" in errors
+    assert max(errors.values()) < 1e-6, errors
+
+
+def test_fused_and_unfused_outputs_have_right_gradients(target):
+    for stack, loss, y in [
+        ([layers.Dense(1, activation="sigmoid")], "binary_crossentropy", (LABELS > 0) * 1.0),
+        ([layers.Dense(3, activation="softmax")], "sparse_categorical_crossentropy", LABELS),
+        ([layers.Dense(3), layers.Softmax()], "categorical_crossentropy", np.eye(3)[LABELS]),
+        ([layers.Dense(2, activation="sigmoid")], "mse", rng.random((7, 2))),
+    ]:
+        model = _model(target, stack, loss)
+        assert max(xn.gradcheck(model, X, y).values()) < 1e-6
+
+
+def test_dense_forward_is_keras_layout(make, target):
+    layer = layers.Dense(4, activation="relu")
+    layer.build((None, 5), target=target, dtype=target.xp.float64, rng=0)
+    assert tuple(layer.kernel.shape) == (5, 4) and tuple(layer.bias.shape) == (4,)
+    kernel = xn.to_numpy(layer.kernel)
+    out = layer(make(X))
+    assert_close(out, np.maximum(X @ kernel, 0.0))
+    assert _backend.device_of(out) == target.device
+
+
+def test_dense_without_bias(target):
+    model = _model(target, [layers.Dense(3, use_bias=False)])
+    model.build(5)
+    assert list(model.layers[0].params) == ["kernel"]
+    model.compile(loss=xn.losses.SparseCategoricalCrossentropy(from_logits=True), optimizer="sgd")
+    assert max(xn.gradcheck(model, X, LABELS).values()) < 1e-6
+
+
+def test_dropout_masks_scale_and_repeat(make, target):
+    drop = layers.Dropout(0.25, seed=7)
+    x = make(np.ones((400, 50)))
+    y, backward = drop.forward(x, training=True)
+    host = xn.to_numpy(y)
+    assert set(np.unique(host)) <= {0.0, 1.0 / 0.75}
+    assert (host == 0).mean() == pytest.approx(0.25, abs=0.02)
+    assert_close(backward(make(np.ones((400, 50)))), host)  # the same mask
+    again, _ = layers.Dropout(0.25, seed=7).forward(x, training=True)
+    assert_close(again, host)
+    same, _ = drop.forward(x, training=False)
+    assert_close(same, np.ones((400, 50)))
+
+
+def test_input_dim_builds_without_data():
+    model = xn.Sequential([layers.Dense(3, input_dim=4), layers.Dense(2)])
+    model.build()
+    assert model.built and model.count_params() == 4 * 3 + 3 + 3 * 2 + 2
+
+
+def test_layer_names_are_unique():
+    model = xn.Sequential([layers.Dense(2), layers.Dense(2), layers.ReLU(), layers.Dense(1)])
+    assert [layer.name for layer in model.layers] == ["dense", "dense_1", "relu", "dense_2"]
+
+
+def test_bad_layer_arguments():
+    with pytest.raises(ValueError, match="Dense units must be a positive int"):
+        layers.Dense(0)
+    with pytest.raises(ValueError, match="Unknown activation 'rleu'. Did you mean 'relu'"):
+        layers.Dense(3, activation="rleu")
+    with pytest.raises(ValueError, match="Unknown initializer 'glorot_unifrom'"):
+        layers.Dense(3, kernel_initializer="glorot_unifrom")
+    with pytest.raises(ValueError, match=r"Dropout rate must be in \[0, 1\)"):
+        layers.Dropout(1.0)
+    with pytest.raises(ValueError, match="input_dim must be a positive int"):
+        layers.Dense(3, input_dim=0)
+    with pytest.raises(TypeError, match="Sequential.add expects a Layer"):
+        xn.Sequential(["dense"])
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        layers.Dense(
+            3, activation=xn.activations.get("elu", alpha=0.5), kernel_initializer="he_normal"
+        ),
+        layers.Activation("leaky_relu", alpha=0.3),
+        layers.LeakyReLU(0.2),
+        layers.ELU(0.5),
+        layers.Softmax(axis=-1),
+        layers.ReLU(),
+        layers.PReLU(),
+        layers.Dropout(0.3, seed=1),
+    ],
+)
+def test_config_round_trip(layer):
+    layer.name = "x"
+    again = layers.from_config(type(layer).__name__, layer.get_config())
+    assert type(again) is type(layer)
+    assert again.get_config() == layer.get_config()
