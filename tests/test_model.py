@@ -1,0 +1,482 @@
+"""Sequential: backend resolution, fusion, the fit loop's contract, bad input."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pytest
+from conftest import assert_close
+
+import xpnet as xn
+from xpnet import _backend, layers
+
+rng = np.random.default_rng(1)
+X = rng.normal(size=(40, 4))
+Y_CLASS = (X[:, 0] + X[:, 1] > 0).astype(np.int64) + (X[:, 2] > 0.8)  # 3 classes
+Y_BIN = (X[:, 0] > 0).astype(np.float64)
+Y_REG = X @ np.array([1.0, -2.0, 0.5, 0.0]) + 0.1
+
+
+def classifier(target=None, dtype="float64", seed=0, **kw):
+    where = {} if target is None else {"backend": target.name, "device": target.device}
+    model = xn.Sequential(
+        [layers.Dense(8, activation="relu"), layers.Dense(3, activation="softmax")],
+        dtype=dtype,
+        seed=seed,
+        **where,
+    )
+    model.compile(
+        loss="sparse_categorical_crossentropy",
+        optimizer=kw.pop("optimizer", xn.optimizers.SGD(0.1)),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+# ------------------------------------------------------------ backend resolution
+
+
+def test_backend_comes_from_the_argument_first(target):
+    model = classifier(target)
+    model.fit(X, Y_CLASS, epochs=1, verbose=0)  # host data goes to the model's device
+    assert model.backend == target.name and model.device == target.device
+    out = model.predict(X)
+    assert _backend.namespace(out) is target.xp and _backend.device_of(out) == target.device
+
+
+def test_backend_comes_from_the_global_default_second():
+    pytest.importorskip("array_api_strict")
+    with xn.backend("array_api_strict", device="device1"):
+        model = classifier()
+        model.fit(X, Y_CLASS, epochs=1, verbose=0)
+    assert model.backend == "array_api_strict" and str(model.device).endswith("'device1')")
+
+
+def test_backend_comes_from_the_data_last(target):
+    x = _backend.asarray(X, target, "float64")
+    y = _backend.asarray(Y_CLASS, target)
+    model = classifier()
+    model.fit(x, y, epochs=1, verbose=0)
+    assert model.backend == target.name and model.device == target.device
+
+
+def test_host_data_defaults_to_numpy():
+    model = classifier()
+    model.fit(X, Y_CLASS, epochs=1, verbose=0)
+    assert model.backend == "numpy"
+
+
+# ------------------------------------------------------------ fusion
+
+
+@pytest.mark.parametrize(
+    ("stack", "loss", "fused"),
+    [
+        ([layers.Dense(1, activation="sigmoid")], xn.losses.BinaryCrossentropy(), True),
+        ([layers.Dense(3), layers.Softmax()], xn.losses.CategoricalCrossentropy(), True),
+        ([layers.Dense(3, activation="softmax")], "sparse_categorical_crossentropy", True),
+        (
+            [layers.Dense(3, activation="softmax")],
+            xn.losses.SparseCategoricalCrossentropy(from_logits=True),
+            False,
+        ),
+        ([layers.Dense(1, activation="sigmoid")], "mse", False),
+        ([layers.Dense(3, activation="sigmoid")], "categorical_crossentropy", False),
+    ],
+)
+def test_fusion_is_decided_by_output_and_loss(stack, loss, fused):
+    model = xn.Sequential(stack)
+    model.compile(loss=loss, optimizer="sgd")
+    assert model.fused is fused
+
+
+def test_fused_step_uses_p_minus_y_and_reports_the_true_loss(target):
+    model = xn.Sequential(
+        [layers.Dense(3, activation="softmax", use_bias=False)],
+        backend=target.name, device=target.device, dtype="float64",
+    )  # fmt: skip
+    model.compile(loss="sparse_categorical_crossentropy", optimizer=xn.optimizers.SGD(1.0))
+    model.build(4)
+    # Logits of size ~1e4: the probabilities saturate to exactly 0 and 1.
+    kernel = np.array([[2500.0, 0.0, -2500.0]] * 4)
+    model.set_weights([kernel])
+    x = np.ones((2, 4))
+    y = np.array([2, 0])
+    loss = model.train_on_batch(x, y)
+    # Sample 0 has logits (1e4, 0, -1e4) and label 2: loss 2e4; sample 1 is right: 0.
+    assert loss == pytest.approx(1e4, rel=1e-12)
+    # gradient (p - y)/N = ([1,0,-1] + [0,0,0]) / 2, so the kernel moves by -x.T @ grad
+    expected = kernel - np.ones((4, 2)) @ np.array([[0.5, 0.0, -0.5], [0.0, 0.0, 0.0]])
+    assert_close(model.get_weights()[0], expected, rtol=1e-12)
+
+
+def test_fused_binary_loss_is_finite_at_extreme_logits(target):
+    model = xn.Sequential(
+        [layers.Dense(1, activation="sigmoid")], backend=target.name, device=target.device
+    )
+    model.compile(loss="binary_crossentropy", optimizer="sgd")
+    model.build(1)
+    model.set_weights([np.array([[1e4]]), np.array([0.0])])
+    result = model.evaluate(np.array([[1.0], [-1.0]]), np.array([0.0, 0.0]))
+    assert result["loss"] == pytest.approx(5e3)  # (1e4 + 0) / 2, exact in float32
+
+
+# ------------------------------------------------------------ the fit contract
+
+
+def test_history_loss_is_the_size_weighted_mean_of_batch_losses():
+    a, b = classifier(), classifier()
+    history = a.fit(X[:10], Y_CLASS[:10], epochs=1, batch_size=4, shuffle=False, verbose=0)
+    losses = [b.train_on_batch(X[s:e], Y_CLASS[s:e]) for s, e in ((0, 4), (4, 8), (8, 10))]
+    expected = (4 * losses[0] + 4 * losses[1] + 2 * losses[2]) / 10
+    assert history.history["loss"][0] == pytest.approx(expected, rel=1e-12)
+    for wa, wb in zip(a.get_weights(), b.get_weights(), strict=True):
+        np.testing.assert_array_equal(wa, wb)
+
+
+def test_validation_split_holds_out_the_last_samples_and_val_loss_is_exact():
+    model = classifier()
+    history = model.fit(X, Y_CLASS, epochs=2, validation_split=0.25, verbose=0)
+    exact = model.evaluate(X[30:], Y_CLASS[30:])
+    assert history.history["val_loss"][-1] == pytest.approx(exact["loss"], rel=1e-12)
+    assert history.history["val_accuracy"][-1] == pytest.approx(exact["accuracy"])
+    other = classifier()
+    other.fit(X[:30], Y_CLASS[:30], epochs=2, verbose=0)
+    for wa, wb in zip(model.get_weights(), other.get_weights(), strict=True):
+        np.testing.assert_array_equal(wa, wb)
+
+
+def test_validation_data_matches_evaluate():
+    model = classifier()
+    history = model.fit(
+        X[:30], Y_CLASS[:30], epochs=1, validation_data=(X[30:], Y_CLASS[30:]), verbose=0
+    )
+    assert history.history["val_loss"][0] == pytest.approx(
+        model.evaluate(X[30:], Y_CLASS[30:])["loss"], rel=1e-12
+    )
+
+
+def test_sample_weight_and_class_weight_follow_keras():
+    weights = {0: 1.0, 1: 3.0, 2: 0.5}
+    a, b = classifier(), classifier()
+    ha = a.fit(X, Y_CLASS, epochs=2, class_weight=weights, verbose=0, shuffle=False)
+    per_sample = np.array([weights[int(c)] for c in Y_CLASS])
+    hb = b.fit(X, Y_CLASS, epochs=2, sample_weight=per_sample, verbose=0, shuffle=False)
+    assert ha.history["loss"] == pytest.approx(hb.history["loss"], rel=1e-12)
+    # Keras: a batch's loss is sum(w * l) / batch size
+    c = classifier()
+    unweighted = c.evaluate(X, Y_CLASS, sample_weight=np.ones(40))["loss"]
+    doubled = c.evaluate(X, Y_CLASS, sample_weight=2 * np.ones(40))["loss"]
+    assert doubled == pytest.approx(2 * unweighted)
+
+
+def test_same_seed_is_bit_identical_and_seeds_differ():
+    runs = [classifier(seed=5).fit(X, Y_CLASS, epochs=3, verbose=0) for _ in range(2)]
+    assert runs[0].history["loss"] == runs[1].history["loss"]
+    other = classifier(seed=6).fit(X, Y_CLASS, epochs=3, verbose=0)
+    assert other.history["loss"] != runs[0].history["loss"]
+
+
+def test_initial_weights_identical_across_backends(target):
+    here = classifier(target).build(4).get_weights()
+    reference = classifier().build(4).get_weights()
+    for a, b in zip(here, reference, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_loss_histories_agree_across_backends(target):
+    reference = classifier(optimizer=xn.optimizers.Adam(0.01)).fit(
+        X, Y_CLASS, epochs=5, batch_size=8, shuffle=False, verbose=0
+    )
+    here = classifier(target, optimizer=xn.optimizers.Adam(0.01)).fit(
+        X, Y_CLASS, epochs=5, batch_size=8, shuffle=False, verbose=0
+    )
+    np.testing.assert_allclose(here.history["loss"], reference.history["loss"], rtol=1e-6)
+    np.testing.assert_allclose(here.history["accuracy"], reference.history["accuracy"])
+
+
+def test_shuffled_training_is_identical_across_backends(target):
+    reference = classifier().fit(X, Y_CLASS, epochs=3, batch_size=8, verbose=0)
+    here = classifier(target).fit(X, Y_CLASS, epochs=3, batch_size=8, verbose=0)
+    np.testing.assert_allclose(here.history["loss"], reference.history["loss"], rtol=1e-6)
+
+
+class _CountingArray:
+    """Counts the ways an array_api_strict array can reach the host."""
+
+    METHODS = (
+        "__float__",
+        "__int__",
+        "__bool__",
+        "__index__",
+        "__array__",
+        "__dlpack__",
+        "to_device",
+        "tolist",
+    )
+
+    def __init__(self, monkeypatch):
+        import array_api_strict
+
+        self.count = 0
+        cls = type(array_api_strict.asarray(0.0))
+        for name in self.METHODS:
+            original = getattr(cls, name, None)
+            if original is None:
+                continue
+
+            def counted(*args, _original=original, **kwargs):
+                self.count += 1
+                return _original(*args, **kwargs)
+
+            monkeypatch.setattr(cls, name, counted)
+
+
+def test_no_host_transfer_inside_the_batch_loop(monkeypatch):
+    pytest.importorskip("array_api_strict")
+    counts = {}
+    for batch_size in (40, 2):  # 1 batch per epoch vs 20
+        model = classifier(_backend.get_backend("array_api_strict", "device1"))
+        model.build(4)
+        x = _backend.asarray(X, model.target, "float64")
+        y = _backend.asarray(Y_CLASS, model.target)
+        counter = _CountingArray(monkeypatch)
+        model.fit(x, y, epochs=3, batch_size=batch_size, verbose=0)
+        counts[batch_size] = counter.count
+        monkeypatch.undo()
+    assert counts[2] == counts[40]  # independent of the number of batches
+    assert counts[2] <= 3 * 3 + 2  # a few reads per epoch (loss and metrics together), plus checks
+
+
+def test_a_fit_that_raises_leaves_weights_and_optimizer_state_untouched():
+    model = classifier(optimizer=xn.optimizers.Adam(0.01))
+    model.fit(X, Y_CLASS, epochs=1, verbose=0)
+    before = model.get_weights()
+    state = model.optimizer.get_state()
+
+    class Boom(xn.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        model.fit(X, Y_CLASS, epochs=3, callbacks=[Boom()], verbose=0)
+    for a, b in zip(before, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert model.optimizer.iterations == state["iterations"]
+    for key, slots in state["slots"].items():
+        for name, value in slots.items():
+            np.testing.assert_array_equal(xn.to_numpy(model.optimizer.state[key][name]), value)
+
+
+# ------------------------------------------------------------ bad input
+
+
+def _fitted(target):
+    model = classifier(target)
+    model.fit(X, Y_CLASS, epochs=1, verbose=0)
+    return model
+
+
+BAD_FITS = [
+    ("wrong feature count", lambda m: m.fit(X[:, :3], Y_CLASS), ValueError,
+     r"layer 'dense' expects 4 input features, got x of shape \(40, 3\)"),
+    ("mismatched lengths", lambda m: m.fit(X, Y_CLASS[:30]), ValueError,
+     "x has 40 samples but y has 30"),
+    ("labels out of range", lambda m: m.fit(X, Y_CLASS + 1), ValueError,
+     r"y labels must be in \[0, 3\)"),
+    ("negative labels", lambda m: m.fit(X, Y_CLASS - 1), ValueError, r"y labels must be in \[0, 3\)"),
+    ("fractional labels", lambda m: m.fit(X, Y_CLASS + 0.5), ValueError, "whole numbers"),
+    ("nan in x", lambda m: m.fit(np.where(X > 2, np.nan, X), Y_CLASS), ValueError,
+     "x contains NaN or infinite"),
+    ("inf in x", lambda m: m.fit(np.where(X > 2, np.inf, X), Y_CLASS), ValueError,
+     "x contains NaN or infinite"),
+    ("empty x", lambda m: m.fit(X[:0], Y_CLASS[:0]), ValueError, "x is empty"),
+    ("1-d x", lambda m: m.fit(X[:, 0], Y_CLASS), ValueError, r"x must have shape \(n_samples, n_features\)"),
+    ("batch size 0", lambda m: m.fit(X, Y_CLASS, batch_size=0), ValueError, "batch_size must be an int >= 1"),
+    ("bad split", lambda m: m.fit(X, Y_CLASS, validation_split=1.0), ValueError, "validation_split"),
+    ("bad val data", lambda m: m.fit(X, Y_CLASS, validation_data=(X[:5, :2], Y_CLASS[:5])), ValueError,
+     "x_val of shape"),
+    ("bad sample weight", lambda m: m.fit(X, Y_CLASS, sample_weight=np.ones(3)), ValueError,
+     r"sample_weight must have shape \(40,\)"),
+    ("bad class weight", lambda m: m.fit(X, Y_CLASS, class_weight={7: 1.0}), ValueError,
+     "class_weight key 7"),
+    ("bad callback", lambda m: m.fit(X, Y_CLASS, callbacks=["stop"]), TypeError, "Callback instances"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("case", "call", "error", "message"), BAD_FITS, ids=[c[0] for c in BAD_FITS]
+)
+def test_bad_fit_input_is_refused_and_changes_nothing(case, call, error, message, target):
+    model = _fitted(target)
+    before = model.get_weights()
+    iterations = model.optimizer.iterations
+    with pytest.raises(error, match=message):
+        call(model)
+    for a, b in zip(before, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert model.optimizer.iterations == iterations
+
+
+def test_data_of_another_library_is_refused(target):
+    if target.name == "numpy":
+        pytest.skip("needs a second library")
+    model = classifier()  # numpy, from host data
+    model.fit(X, Y_CLASS, epochs=1, verbose=0)
+    before = model.get_weights()
+    with pytest.raises(TypeError, match=f"x is a {target.name} array but the model lives on numpy"):
+        model.fit(_backend.asarray(X, target, "float64"), Y_CLASS)
+    with pytest.raises(TypeError, match=f"is a {target.name} array"):
+        model.predict(_backend.asarray(X, target, "float64"))
+    np.testing.assert_array_equal(before[0], model.get_weights()[0])
+
+
+def test_data_on_another_device_is_refused():
+    pytest.importorskip("array_api_strict")
+    model = classifier(_backend.get_backend("array_api_strict", "device1"))
+    cpu = _backend.get_backend("array_api_strict")
+    with pytest.raises(ValueError, match="is on device"):
+        model.fit(_backend.asarray(X, cpu, "float64"), _backend.asarray(Y_CLASS, cpu))
+
+
+def test_binary_targets_must_be_probabilities():
+    model = xn.Sequential([layers.Dense(1, activation="sigmoid")])
+    model.compile(loss="binary_crossentropy", optimizer="sgd")
+    with pytest.raises(ValueError, match=r"must be in \[0, 1\]"):
+        model.fit(X, Y_BIN * 2, verbose=0)
+
+
+def test_one_hot_shape_is_checked():
+    model = classifier()
+    model.compile(loss="categorical_crossentropy", optimizer="sgd")
+    with pytest.raises(ValueError, match="use SparseCategoricalCrossentropy for integer labels"):
+        model.fit(X, Y_CLASS, verbose=0)
+
+
+def test_fit_before_compile():
+    model = xn.Sequential([layers.Dense(1)])
+    with pytest.raises(RuntimeError, match=r"call compile\(loss=..., optimizer=...\) before fit"):
+        model.fit(X, Y_REG)
+    with pytest.raises(RuntimeError, match="before evaluate"):
+        model.evaluate(X, Y_REG)
+
+
+def test_unknown_names_suggest():
+    model = xn.Sequential([layers.Dense(1)])
+    with pytest.raises(
+        ValueError, match="Unknown loss 'binary_crossentropyy'. Did you mean 'binary_crossentropy'"
+    ):
+        model.compile(loss="binary_crossentropyy", optimizer="sgd")
+    with pytest.raises(ValueError, match="Unknown optimizer 'adma'. Did you mean 'adam'"):
+        model.compile(loss="mse", optimizer="adma")
+    with pytest.raises(ValueError, match="Unknown metric 'acuracy'. Did you mean 'accuracy'"):
+        model.compile(loss="mse", optimizer="sgd", metrics=["acuracy"])
+    with pytest.raises(ValueError, match="Unknown backend 'troch'. Did you mean 'torch'"):
+        xn.Sequential([layers.Dense(1)], backend="troch")
+
+
+def test_negative_learning_rate_and_bad_optimizer_arguments():
+    with pytest.raises(ValueError, match="learning_rate must be positive"):
+        xn.optimizers.SGD(learning_rate=-0.1)
+    with pytest.raises(ValueError, match=r"momentum must be in \[0, 1\)"):
+        xn.optimizers.SGD(momentum=1.5)
+    opt = xn.optimizers.Adam()
+    with pytest.raises(ValueError, match="learning_rate must be positive"):
+        opt.learning_rate = -1.0
+    assert opt.learning_rate == 0.001
+
+
+def test_set_weights_checks_everything_first():
+    model = classifier()
+    model.build(4)
+    before = model.get_weights()
+    bad = [w.copy() for w in before]
+    bad[2] = np.zeros((9, 3))
+    with pytest.raises(ValueError, match=r"weight dense_1/kernel has shape \(8, 3\), got \(9, 3\)"):
+        model.set_weights(bad)
+    with pytest.raises(ValueError, match="expected 4 weight arrays, got 1"):
+        model.set_weights(before[:1])
+    for a, b in zip(before, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+# ------------------------------------------------------------ the rest of the API
+
+
+def test_get_weights_order_and_round_trip(target):
+    model = classifier(target).build(4)
+    shapes = [w.shape for w in model.get_weights()]
+    assert shapes == [(4, 8), (8,), (8, 3), (3,)]
+    new = [np.full(s, 0.5) for s in shapes]
+    model.set_weights(new)
+    for a, b in zip(new, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_to_moves_parameters_and_optimizer_state(target):
+    model = classifier(optimizer=xn.optimizers.Adam(0.01))
+    model.fit(X, Y_CLASS, epochs=2, verbose=0)
+    before = xn.to_numpy(model.predict(X))
+    model.to(target.name, target.device)
+    assert model.backend == target.name
+    for slots in model.optimizer.state.values():
+        for value in slots.values():
+            assert _backend.device_of(value) == target.device
+    assert_close(model.predict(X), before, rtol=1e-12)
+    model.fit(X, Y_CLASS, epochs=1, verbose=0)  # keeps training there
+
+
+def test_summary_prints_layers_and_counts():
+    model = classifier().build(4)
+    out = io.StringIO()
+    model.summary(print_fn=lambda s: out.write(s))
+    text = out.getvalue()
+    assert "dense (Dense)" in text and "(None, 8)" in text and "Total params: 67" in text
+    with pytest.raises(ValueError, match="not built"):
+        classifier().summary()
+
+
+def test_train_on_batch_returns_a_float_and_learns():
+    model = xn.Sequential([layers.Dense(1)], dtype="float64")
+    model.compile(loss="mse", optimizer=xn.optimizers.SGD(0.1))
+    first = model.train_on_batch(X, Y_REG)
+    for _ in range(200):
+        last = model.train_on_batch(X, Y_REG)
+    assert isinstance(first, float) and last < 1e-3 * first
+
+
+def test_metrics_mae_mse_and_binary_accuracy():
+    model = xn.Sequential([layers.Dense(1, activation="sigmoid")], dtype="float64")
+    model.compile(
+        loss="binary_crossentropy",
+        optimizer=xn.optimizers.SGD(0.5),
+        metrics=["accuracy", "mae", "mse"],
+    )
+    model.fit(X, Y_BIN, epochs=20, verbose=0)
+    result = model.evaluate(X, Y_BIN)
+    p = xn.to_numpy(model.predict(X))[:, 0]
+    assert result["accuracy"] == pytest.approx(((p > 0.5) == (Y_BIN > 0.5)).mean())
+    assert result["mae"] == pytest.approx(np.abs(p - Y_BIN).mean(), rel=1e-12)
+    assert result["mse"] == pytest.approx(((p - Y_BIN) ** 2).mean(), rel=1e-12)
+    assert result["loss"] == pytest.approx(
+        -np.mean(Y_BIN * np.log(p) + (1 - Y_BIN) * np.log(1 - p)), rel=1e-9
+    )
+
+
+def test_verbose_shows_a_progress_bar(capsys):
+    classifier().fit(X, Y_CLASS, epochs=2, verbose=1)
+    err = capsys.readouterr().err
+    assert "Epoch 1/2" in err and "Epoch 2/2" in err and "loss=" in err and "accuracy=" in err
+    classifier().fit(X, Y_CLASS, epochs=1, verbose=0)
+    assert capsys.readouterr().err == ""
+
+
+def test_float32_by_default_and_integer_inputs_are_cast():
+    model = xn.Sequential([layers.Dense(2)])
+    model.compile(loss="mse", optimizer="sgd")
+    model.fit(np.arange(12).reshape(6, 2), np.ones((6, 2)), verbose=0)
+    assert model.predict(np.ones((1, 2), dtype=np.int64)).dtype == np.float32
+    assert math.isfinite(model.evaluate(np.ones((2, 2)), np.ones((2, 2)))["loss"])
