@@ -485,7 +485,7 @@ class Sequential:
         spans = _training.batches(n, size)
         metrics = self._metrics()
         history = _callbacks.History()
-        everything = [history, *callbacks]
+        everything = [*callbacks, history]  # last, so it records what callbacks add to logs
         for cb in everything:
             cb.set_model(self)
         self.history = history
