@@ -8,9 +8,9 @@ import zipfile
 
 import numpy as np
 import pytest
-from conftest import assert_close
 
 import xpnet as xn
+from conftest import assert_close
 from xpnet import _backend, layers
 from xpnet import io as xio
 

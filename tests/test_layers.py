@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import assert_close
 
 import xpnet as xn
+from conftest import assert_close
 from xpnet import _backend, layers
 
 rng = np.random.default_rng(0)

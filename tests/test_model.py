@@ -7,9 +7,9 @@ import math
 
 import numpy as np
 import pytest
-from conftest import assert_close
 
 import xpnet as xn
+from conftest import assert_close
 from xpnet import _backend, layers
 
 rng = np.random.default_rng(1)

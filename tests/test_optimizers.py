@@ -6,9 +6,9 @@ import math
 
 import numpy as np
 import pytest
-from conftest import assert_close
 
 import xpnet as xn
+from conftest import assert_close
 from xpnet import _backend, optimizers, schedules
 
 GRADS = [np.random.default_rng(s).normal(size=(3, 2)) for s in range(5)]
