@@ -480,3 +480,13 @@ def test_float32_by_default_and_integer_inputs_are_cast():
     model.fit(np.arange(12).reshape(6, 2), np.ones((6, 2)), verbose=0)
     assert model.predict(np.ones((1, 2), dtype=np.int64)).dtype == np.float32
     assert math.isfinite(model.evaluate(np.ones((2, 2)), np.ones((2, 2)))["loss"])
+
+
+def test_bad_train_on_batch_input_changes_nothing(target):
+    model = _fitted(target)
+    before = model.get_weights()
+    for x, y in [(X[:, :2], Y_CLASS), (X, Y_CLASS + 3), (np.full_like(X, np.nan), Y_CLASS)]:
+        with pytest.raises(ValueError):
+            model.train_on_batch(x, y)
+    for a, b in zip(before, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -33,7 +33,7 @@ from typing import Any
 
 from xpnet._backend import Backend, asarray, float_dtype, get_backend, host_rng
 from xpnet._typing import Array, DType
-from xpnet._validation import check_choice, unknown_name_error
+from xpnet._validation import check_choice, resolve
 
 __all__ = [
     "Constant",
@@ -330,7 +330,6 @@ _BY_NAME: dict[str, type[Initializer]] = {
     "lecun_uniform": LecunUniform,
 }
 _ALIASES = {"xavier_uniform": "glorot_uniform", "xavier_normal": "glorot_normal"}
-_BY_CLASS = {cls.__name__: cls for cls in _BY_NAME.values()}
 
 
 def get(identifier: str | Initializer | dict[str, Any]) -> Initializer:
@@ -339,21 +338,7 @@ def get(identifier: str | Initializer | dict[str, Any]) -> Initializer:
 
     Raises ValueError for an unknown name, suggesting the closest valid one.
     """
-    if isinstance(identifier, Initializer):
-        return identifier
-    if isinstance(identifier, dict):
-        cls = _BY_CLASS.get(identifier.get("class_name", ""))
-        if cls is None:
-            raise unknown_name_error("initializer", identifier.get("class_name"), _BY_CLASS)
-        return cls(**identifier.get("config", {}))
-    if not isinstance(identifier, str):
-        raise TypeError(
-            f"initializer must be a name or an Initializer, got {type(identifier).__name__}"
-        )
-    key = _ALIASES.get(identifier.lower(), identifier.lower())
-    if key not in _BY_NAME:
-        raise unknown_name_error("initializer", identifier, [*_BY_NAME, *_ALIASES])
-    return _BY_NAME[key]()
+    return resolve("initializer", identifier, Initializer, _BY_NAME, _ALIASES)
 
 
 def serialize(initializer: Initializer) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Any
 
 from xpnet import functional as F
 from xpnet._typing import Array
-from xpnet._validation import check_choice, unknown_name_error
+from xpnet._validation import check_choice, resolve
 
 __all__ = [
     "BinaryCrossentropy",
@@ -207,25 +207,12 @@ _BY_NAME: dict[str, type[Loss]] = {
 }
 _ALIASES = {"mse": "mean_squared_error", "mae": "mean_absolute_error", "sse": "sum_squared_error",
             "kld": "kl_divergence"}  # fmt: skip
-_BY_CLASS = {cls.__name__: cls for cls in _BY_NAME.values()}
 
 
 def get(identifier: str | Loss | dict[str, Any]) -> Loss:
     """Return a loss for a name (``"mse"``, ``"binary_crossentropy"``, ...),
     a config dict, or a :class:`Loss`; unknown names get a suggestion."""
-    if isinstance(identifier, Loss):
-        return identifier
-    if isinstance(identifier, dict):
-        cls = _BY_CLASS.get(identifier.get("class_name", ""))
-        if cls is None:
-            raise unknown_name_error("loss", identifier.get("class_name"), _BY_CLASS)
-        return cls(**identifier.get("config", {}))
-    if not isinstance(identifier, str):
-        raise TypeError(f"loss must be a name or a Loss, got {type(identifier).__name__}")
-    key = _ALIASES.get(identifier.lower(), identifier.lower())
-    if key not in _BY_NAME:
-        raise unknown_name_error("loss", identifier, [*_BY_NAME, *_ALIASES])
-    return _BY_NAME[key]()
+    return resolve("loss", identifier, Loss, _BY_NAME, _ALIASES)
 
 
 def serialize(loss: Loss) -> dict[str, Any]:

@@ -590,17 +590,15 @@ class Sequential:
         sample_weight: Any = None,
         class_weight: Mapping[int, float] | None = None,
     ) -> float:
-        """One optimizer step on ``(x, y)``; returns that batch's loss."""
+        """One optimizer step on ``(x, y)``; returns that batch's loss.
+
+        The data is checked before anything changes, so bad input leaves the
+        model as it was (no per-call copy of the weights is needed).
+        """
         self._require_compiled("train_on_batch")
-        snapshot = self._snapshot() if self.built else None
-        try:
-            data = self._prepare(x, y, sample_weight, class_weight)
-            loss, _ = self._train_step(data)
-            return float(to_numpy(loss))
-        except Exception:
-            if snapshot is not None:
-                self._restore(snapshot)
-            raise
+        data = self._prepare(x, y, sample_weight, class_weight)
+        loss, _ = self._train_step(data)
+        return float(to_numpy(loss))
 
     # ------------------------------------------------------------ weights
 

@@ -25,7 +25,7 @@ from typing import Any
 from xpnet import schedules as _schedules
 from xpnet._backend import Backend, asarray, device_of, is_writeable, namespace, to_numpy
 from xpnet._typing import Array
-from xpnet._validation import unknown_name_error
+from xpnet._validation import resolve
 
 __all__ = ["SGD", "Adagrad", "Adam", "Optimizer", "RMSprop", "get"]
 
@@ -349,27 +349,12 @@ _BY_NAME: dict[str, type[Optimizer]] = {
     "rmsprop": RMSprop,
     "adagrad": Adagrad,
 }
-_BY_CLASS = {cls.__name__: cls for cls in _BY_NAME.values()}
 
 
 def get(identifier: str | Optimizer | dict[str, Any]) -> Optimizer:
     """Return an optimizer for a name (``"adam"``), a config dict, or an
     :class:`Optimizer`; unknown names get a suggestion."""
-    if isinstance(identifier, Optimizer):
-        return identifier
-    if isinstance(identifier, dict):
-        cls = _BY_CLASS.get(identifier.get("class_name", ""))
-        if cls is None:
-            raise unknown_name_error("optimizer", identifier.get("class_name"), _BY_CLASS)
-        return cls.from_config(identifier.get("config", {}))
-    if not isinstance(identifier, str):
-        raise TypeError(
-            f"optimizer must be a name or an Optimizer, got {type(identifier).__name__}"
-        )
-    key = identifier.lower()
-    if key not in _BY_NAME:
-        raise unknown_name_error("optimizer", identifier, _BY_NAME)
-    return _BY_NAME[key]()
+    return resolve("optimizer", identifier, Optimizer, _BY_NAME)
 
 
 def serialize(optimizer: Optimizer) -> dict[str, Any]:
