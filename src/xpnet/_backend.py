@@ -50,9 +50,11 @@ __all__ = [
     "float_dtype",
     "get_backend",
     "host_rng",
+    "is_device_array",
     "is_host_data",
     "is_writeable",
     "namespace",
+    "quiet_float_errors",
     "read_npy",
     "set_backend",
     "to_numpy",
@@ -444,6 +446,11 @@ def is_host_data(x: Any) -> bool:
     return isinstance(x, np.ndarray | np.generic | list | tuple | int | float | bool)
 
 
+def is_device_array(x: Any) -> bool:
+    """Whether `x` is an array of a device library (anything array-API but NumPy)."""
+    return not isinstance(x, np.ndarray | np.generic) and array_api_compat.is_array_api_obj(x)
+
+
 def to_numpy(x: Any) -> np.ndarray:
     """Copy an array of any backend (or host data) to a :class:`numpy.ndarray`.
 
@@ -529,6 +536,18 @@ def asarray(
     if name == "bfloat16":
         out = xp.astype(out, xp.bfloat16)
     return out
+
+
+@contextlib.contextmanager
+def quiet_float_errors() -> Iterator[None]:
+    """Silence NumPy's overflow/invalid warnings inside the block.
+
+    NumPy alone warns when a computation overflows; the other backends give
+    the same inf/nan silently. Training reports a diverging run through its
+    loss values (and ``TerminateOnNaN``), the same way on every backend.
+    """
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        yield
 
 
 def write_npy(fileobj: Any, array: np.ndarray) -> None:

@@ -13,6 +13,7 @@ learns. ``predict`` applies the activation as usual.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -32,6 +33,7 @@ from xpnet._backend import (
     get_backend,
     host_rng,
     is_host_data,
+    quiet_float_errors,
     to_numpy,
 )
 from xpnet._typing import Array
@@ -451,10 +453,11 @@ class Sequential:
         was_built = self.built
         snapshot = self._snapshot() if was_built else None
         try:
-            return self._fit(
-                x, y, epochs, batch_size, shuffle, validation_split, validation_data,
-                class_weight, sample_weight, callbacks, verbose, initial_epoch,
-            )  # fmt: skip
+            with quiet_float_errors():  # a diverging run shows in its loss, on every backend
+                return self._fit(
+                    x, y, epochs, batch_size, shuffle, validation_split, validation_data,
+                    class_weight, sample_weight, callbacks, verbose, initial_epoch,
+                )  # fmt: skip
         except Exception:
             if snapshot is not None:
                 self._restore(snapshot)
@@ -709,6 +712,46 @@ class Sequential:
 
         io.save_model(self, path)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Namespaces (modules) and device objects do not pickle: keep the
+        # backend by name, the arrays as NumPy, and rebuild on unpickling.
+        state = self.__dict__.copy()
+        if self.target is not None:
+            state["target"] = (self.target.name, str(self.target.device))
+            state.pop("_dtype", None)
+            state["_host_weights"] = self.get_weights()
+            state["layers"] = [_host_layer(layer) for layer in self.layers]
+            if self.optimizer is not None:
+                state["_host_optimizer"] = self.optimizer.get_state()
+                opt = copy.copy(self.optimizer)
+                opt.state = {}
+                state["optimizer"] = opt
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        weights = state.pop("_host_weights", None)
+        opt_state = state.pop("_host_optimizer", None)
+        self.__dict__.update(state)
+        if isinstance(self.target, tuple):
+            name, device = self.target
+            try:
+                self.target = get_backend(name, None if name == "numpy" else device)
+            except (ImportError, RuntimeError, ValueError):  # not available here
+                self.target = get_backend("numpy")
+            self._dtype = float_dtype(self.target.xp, self.dtype)
+            for (layer, pname), w in zip(self._parameters(), weights, strict=True):
+                layer.params[pname] = asarray(w, self.target, self._dtype, copy=True)
+            if opt_state is not None:
+                self.optimizer.set_state(opt_state, self.target)
+
     def __repr__(self) -> str:
         where = "unbuilt" if self.target is None else f"{self.target.name}"
         return f"Sequential({len(self.layers)} layers, {where}, {self.dtype})"
+
+
+def _host_layer(layer: Layer) -> Layer:
+    """A shallow copy of `layer` without device arrays (for pickling)."""
+    clone = copy.copy(layer)
+    clone.params = dict.fromkeys(layer.params)
+    clone.grads = {}
+    return clone
