@@ -45,6 +45,7 @@ __all__ = [
     "backend_name",
     "backend_of",
     "default_backend",
+    "describe_backends",
     "device_of",
     "dtype_name",
     "float_dtype",
@@ -57,6 +58,7 @@ __all__ = [
     "quiet_float_errors",
     "read_npy",
     "set_backend",
+    "synchronize",
     "to_numpy",
     "write_npy",
 ]
@@ -145,6 +147,47 @@ def available_backends() -> list[str]:
             continue
         found.append(name)
     return found
+
+
+def _library_version(name: str) -> str:
+    module = {"array_api_strict": "array_api_strict"}.get(name, name)
+    return str(getattr(importlib.import_module(module), "__version__", "?"))
+
+
+def _devices(name: str) -> list[str]:
+    if name == "numpy":
+        return ["cpu"]
+    if name == "array_api_strict":
+        return ["CPU_DEVICE", "device1", "device2"]
+    if name == "torch":
+        import torch
+
+        found = ["cpu"]
+        if torch.cuda.is_available():
+            found += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+        return found
+    if name == "jax":
+        import jax
+
+        return [str(d) for d in jax.devices()]
+    import cupy
+
+    return [f"cuda:{i}" for i in range(cupy.cuda.runtime.getDeviceCount())]
+
+
+def describe_backends() -> list[dict[str, Any]]:
+    """For ``xpnet info``: each backend with its library version and devices,
+    or the reason it cannot be used here."""
+    rows = []
+    for name in BACKENDS:
+        try:
+            _namespace_for(name)
+            rows.append(
+                {"name": name, "version": _library_version(name), "devices": _devices(name)}
+            )
+        except (ImportError, RuntimeError) as exc:
+            rows.append({"name": name, "unavailable": str(exc).split(";")[0]})
+    return rows
 
 
 # array_namespace() inspects every argument on every call; kernels call this
@@ -548,6 +591,21 @@ def quiet_float_errors() -> Iterator[None]:
     """
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         yield
+
+
+def synchronize(x: Array) -> None:
+    """Wait until the device has finished computing `x` (for timing)."""
+    if array_api_compat.is_cupy_array(x):
+        import cupy
+
+        cupy.cuda.get_current_stream().synchronize()
+    elif array_api_compat.is_torch_array(x):
+        if x.device.type == "cuda":
+            import torch
+
+            torch.cuda.synchronize(x.device)
+    elif array_api_compat.is_jax_array(x):
+        x.block_until_ready()
 
 
 def write_npy(fileobj: Any, array: np.ndarray) -> None:

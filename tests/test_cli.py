@@ -1,0 +1,114 @@
+"""The xpnet command line: demo, info, bench, and its one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from xpnet import cli
+
+pytest.importorskip("sklearn")
+
+
+def test_demo_trains_reports_and_plots(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "curves.png"
+    assert cli.main(["demo", "--epochs", "15", "--plot", str(png), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    accuracy = float(out.split("test accuracy: ")[1].split()[0])
+    assert accuracy >= 0.95
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("dataset", ["breast_cancer", "moons", "spirals"])
+def test_other_datasets(dataset, capsys):
+    assert cli.main(["demo", "--dataset", dataset, "--epochs", "2", "--plot", "", "--quiet"]) == 0
+    assert "test accuracy" in capsys.readouterr().out
+
+
+def test_demo_on_every_backend(target, capsys):
+    args = ["demo", "--backend", target.name, "--epochs", "1", "--plot", "", "--quiet"]
+    if target.name == "array_api_strict" and "device1" in str(target.device):
+        args += ["--device", "device1"]
+    assert cli.main(args) == 0
+    assert f"backend: {target.name}" in capsys.readouterr().out
+
+
+def test_demo_shows_a_progress_bar(capsys):
+    assert cli.main(["demo", "--epochs", "2", "--plot", ""]) == 0
+    assert "Epoch 2/2" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["demo", "--backend", "nmupy"], "Unknown backend 'nmupy'. Did you mean 'numpy'?"),
+        (["demo", "--backend", "numpy", "--device", "cuda:0"], "backend 'numpy' cannot run here"),
+        (["demo", "--backend", "array_api_strict", "--device", "gpu9"], "cannot run here"),
+    ],
+)
+def test_errors_are_one_line_and_exit_2(args, message, capsys):
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("xpnet: error: ") and message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_missing_backend_and_missing_gpu(capsys, monkeypatch):
+    from xpnet import _backend
+
+    def unavailable(name):
+        raise ImportError("no module named cupy")
+
+    monkeypatch.setattr(_backend, "_load", unavailable)
+    monkeypatch.setattr(_backend, "_LOADED", {})
+    assert cli.main(["demo", "--backend", "cupy"]) == 2
+    assert "pip install cupy-cuda12x" in capsys.readouterr().err
+
+    def no_gpu(name):
+        raise RuntimeError("cupy is installed but no CUDA device was found")
+
+    monkeypatch.setattr(_backend, "_load", no_gpu)
+    assert cli.main(["demo", "--backend", "cupy"]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_info_lists_backends_and_versions(capsys):
+    assert cli.main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("xpnet ")
+    assert "numpy" in out and "devices: cpu" in out and "cupy" in out
+
+
+def test_bench_prints_and_writes_json(tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    assert (
+        cli.main(
+            [
+                "bench",
+                "--backends",
+                "numpy",
+                "--sizes",
+                "S",
+                "--seconds",
+                "0.05",
+                "--json",
+                str(path),
+            ]
+        )
+        == 0
+    )
+    assert "step / GEMM floor" in capsys.readouterr().out
+    records = json.loads(path.read_text())
+    assert records[0]["backend"] == "numpy" and records[0]["size"] == "S"
+    assert records[0]["samples_per_s"] > 0 and records[0]["floor_ratio"] > 0
+
+
+def test_python_dash_m_and_bad_arguments():
+    done = subprocess.run(
+        [sys.executable, "-m", "xpnet", "demo", "--epochs", "0"], capture_output=True, text=True
+    )
+    assert done.returncode == 2 and "must be >= 1" in done.stderr
