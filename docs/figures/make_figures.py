@@ -13,11 +13,11 @@ import warnings
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-import xpnet as xn  # noqa: E402
-from xpnet import functional as F  # noqa: E402
+import xpnet as xn
+from xpnet import functional as F
 
 HERE = pathlib.Path(__file__).parent
 
@@ -54,7 +54,11 @@ def learning_rates():
     x, y = load_digits(return_X_y=True)
     x = (x - x.mean(0)) / (x.std(0) + 1e-8)
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    for lr, label in [(0.001, "too small (0.001)"), (0.1, "about right (0.1)"), (3.0, "too large (3)")]:
+    for lr, label in [
+        (0.001, "too small (0.001)"),
+        (0.1, "about right (0.1)"),
+        (3.0, "too large (3)"),
+    ]:
         model = xn.Sequential(
             [xn.layers.Dense(32, activation="relu", kernel_initializer="he_normal"),
              xn.layers.Dense(10)], seed=0,
@@ -68,7 +72,9 @@ def learning_rates():
             history = model.fit(x, y, epochs=30, batch_size=64, verbose=0,
                                 callbacks=[xn.callbacks.TerminateOnNaN()])  # fmt: skip
         losses = history.history["loss"]
-        stopped = f", stopped by TerminateOnNaN after epoch {len(losses)}" if len(losses) < 30 else ""
+        stopped = (
+            f", stopped by TerminateOnNaN after epoch {len(losses)}" if len(losses) < 30 else ""
+        )
         ax.plot(range(1, len(losses) + 1), losses, marker=".", label=label + stopped)
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
@@ -89,7 +95,9 @@ def initialization():
             [xn.layers.Dense(8, activation="tanh", kernel_initializer=init),
              xn.layers.Dense(1, activation="sigmoid", kernel_initializer=init)], seed=0,
         )  # fmt: skip
-        model.compile(loss="binary_crossentropy", optimizer=xn.optimizers.SGD(0.5), metrics=["accuracy"])
+        model.compile(
+            loss="binary_crossentropy", optimizer=xn.optimizers.SGD(0.5), metrics=["accuracy"]
+        )
         history = model.fit(x, y, epochs=200, batch_size=200, verbose=0)
         w = model.get_weights()[0]  # (2, 8): one column per hidden unit
         for unit in range(w.shape[1]):
@@ -102,7 +110,9 @@ def initialization():
         ax.set_xlabel("weight from input 1")
         ax.set_ylabel("weight from input 2")
         ax.grid(alpha=0.3)
-    fig.suptitle("Hidden-unit weights after 200 steps: zeros stay identical, He init breaks symmetry")
+    fig.suptitle(
+        "Hidden-unit weights after 200 steps: zeros stay identical, He init breaks symmetry"
+    )
     save(fig, "initialization.png")
 
 
@@ -118,7 +128,9 @@ def stability():
     finite = np.isfinite(naive)
     ax.plot(z[finite], naive[finite], "--", label="naive: -(y log p + (1-y) log(1-p))")
     bad = ~finite
-    ax.plot(z[bad], np.zeros(bad.sum()), "rx", ms=4, label=f"naive gives inf/nan ({bad.sum()} points)")
+    ax.plot(
+        z[bad], np.zeros(bad.sum()), "rx", ms=4, label=f"naive gives inf/nan ({bad.sum()} points)"
+    )
     ax.set_xlabel("logit z (target y = 1)")
     ax.set_ylabel("binary cross-entropy")
     ax.set_title("The naive form overflows at large |z|; the stable one is exact")
@@ -138,7 +150,9 @@ def mse_vs_mae():
         model = xn.Sequential([xn.layers.Dense(1)], dtype="float64", seed=0)
         model.compile(loss=loss, optimizer=xn.optimizers.SGD(0.1))
         model.fit(x, y, epochs=3000, batch_size=None, verbose=0)
-        ax.plot(x[:, 0], xn.to_numpy(model.predict(x))[:, 0], lw=2, label=f"fit with {loss.upper()}")
+        ax.plot(
+            x[:, 0], xn.to_numpy(model.predict(x))[:, 0], lw=2, label=f"fit with {loss.upper()}"
+        )
     ax.plot(x[:, 0], 2 * x[:, 0] + 0.5, ":", color="0.5", label="true line")
     ax.set_title("MSE is pulled by outliers; MAE follows the bulk")
     ax.legend()
