@@ -58,13 +58,17 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("consume", [False, True])
 @pytest.mark.parametrize(("kind", "cls", "kw"), CASES, ids=[f"{c[0]}-{c[2]}" for c in CASES])
-def test_update_rules_match_the_formulas(kind, cls, kw, make, target):
+def test_update_rules_match_the_formulas(kind, cls, kw, consume, make, target):
     opt = cls(0.05, **kw)
     w = make(W0.copy())  # numpy shares memory with host data; keep W0 pristine
     original = w
     for g in GRADS:
-        w = opt.update({"w": w}, {"w": make(g)})["w"]
+        grad = make(g.copy())
+        w = opt.update({"w": w}, {"w": grad}, consume_gradients=consume)["w"]
+        if not consume:
+            assert_close(grad, g, rtol=0)  # the caller's gradient is left alone
     assert_close(w, _reference(kind, 0.05, **kw), rtol=1e-12)
     assert _backend.device_of(w) == target.device
     # In place where the library allows it, rebound on JAX.

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 
-from xpnet._backend import device_of, namespace
+from xpnet._backend import device_of, isdtype, namespace, reduce_max, reduce_sum
 from xpnet._typing import Array, Namespace
 from xpnet._validation import check_choice
 
@@ -75,7 +75,7 @@ REDUCTIONS = ("mean", "sum", "none")
 def _float_namespace(x: Array, name: str = "x") -> Namespace:
     """Namespace of `x`, which must be a real floating array."""
     xp = namespace(x)
-    if not xp.isdtype(x.dtype, "real floating"):
+    if not isdtype(xp, x.dtype, "real floating"):
         raise TypeError(f"{name} must be a real floating array, got dtype {x.dtype}")
     return xp
 
@@ -372,7 +372,7 @@ def _class_targets(xp: Namespace, logits: Array, target: Array) -> Array:
             f"logits must have shape (n_samples, n_classes), got {tuple(logits.shape)}"
         )
     n, k = logits.shape
-    if xp.isdtype(target.dtype, "integral"):
+    if isdtype(xp, target.dtype, "integral"):
         if target.shape == (n, 1):
             target = xp.reshape(target, (n,))
         if target.shape != (n,):
@@ -520,6 +520,8 @@ def softmax_cross_entropy_with_logits(
     (10000.0, [[1.0, -1.0]])
     """
     xp = _float_namespace(logits, "logits")
+    if isdtype(xp, y_true.dtype, "integral") and sample_weight is None and reduction != "none":
+        return _sparse_softmax_cross_entropy(xp, logits, y_true, reduction)
     y = _class_targets(xp, logits, y_true)
     m = xp.max(logits, axis=-1, keepdims=True)
     shifted = logits - m
@@ -529,6 +531,46 @@ def softmax_cross_entropy_with_logits(
     y_sum = xp.sum(y, axis=-1, keepdims=True)
     grad = (e / total) * y_sum - y
     return _reduce(xp, -(y * log_p), grad, reduction, sample_weight, per_sample="sum")
+
+
+def _sparse_softmax_cross_entropy(
+    xp: Namespace, logits: Array, labels: Array, reduction: str
+) -> tuple[Array, Array]:
+    """The training hot path: integer labels, no weights, mean or sum.
+
+    The same numbers as the general form with one-hot targets, in about half
+    the array operations: the loss is ``logsumexp(z) - z[label]`` and the
+    gradient ``softmax(z)`` with 1 subtracted at each label.
+    """
+    check_choice("reduction", reduction, REDUCTIONS)
+    namespace(logits, labels)
+    if logits.ndim != 2:
+        raise ValueError(
+            f"logits must have shape (n_samples, n_classes), got {tuple(logits.shape)}"
+        )
+    n, k = logits.shape
+    if labels.shape == (n, 1):
+        labels = xp.reshape(labels, (n,))
+    if labels.shape != (n,):
+        raise ValueError(
+            f"integer labels y_true must have shape ({n},) for logits of shape "
+            f"{(n, k)}, got {tuple(labels.shape)}"
+        )
+    if n == 0:
+        raise ValueError("the loss needs at least one sample, got an empty batch")
+    shifted = logits - reduce_max(xp, logits, axis=1, keepdims=True)
+    e = xp.exp(shifted)
+    total = reduce_sum(xp, e, axis=1, keepdims=True)
+    hit = labels[:, None] == xp.arange(k, dtype=labels.dtype, device=device_of(labels))
+    # sum over samples of log(total) - shifted[label]; the max cancels out
+    loss = reduce_sum(xp, xp.log(total), axis=None) - reduce_sum(
+        xp, xp.where(hit, shifted, 0.0), axis=None
+    )
+    p = e / total
+    grad = xp.where(hit, p - 1.0, p)
+    if reduction == "mean":
+        return loss / n, grad * (1.0 / n)
+    return loss, grad
 
 
 def _clip_probabilities(xp: Namespace, p: Array) -> tuple[Array, Array]:

@@ -18,7 +18,16 @@ from typing import Any
 from xpnet import activations as _activations
 from xpnet import functional as F
 from xpnet import initializers as _initializers
-from xpnet._backend import Backend, asarray, backend_of, host_rng, namespace
+from xpnet._backend import (
+    Backend,
+    asarray,
+    backend_of,
+    host_rng,
+    is_writeable,
+    matmul,
+    namespace,
+    reduce_sum,
+)
 from xpnet._typing import Array, DType
 from xpnet._validation import unknown_name_error
 
@@ -187,16 +196,20 @@ class Dense(Layer):
         kernel = self.params["kernel"]
         z = x @ kernel
         if self.use_bias:
-            z = z + self.params["bias"]
+            if is_writeable(z):
+                z += self.params["bias"]  # z is ours: no second activation-sized array
+            else:
+                z = z + self.params["bias"]
         act = self.activation
         skip = logits or act.name == "linear"
         a = z if skip else act.forward(z)
 
         def backward(da: Array, need_dx: bool = True) -> Array | None:
             dz = da if skip else act.backward(da, z, a)
-            self.grads["kernel"] = x.T @ dz
+            # Reuse last step's gradient buffer where the library allows it.
+            self.grads["kernel"] = matmul(x.T, dz, out=self.grads.get("kernel"))
             if self.use_bias:
-                self.grads["bias"] = xp.sum(dz, axis=0)
+                self.grads["bias"] = reduce_sum(xp, dz, axis=0)
             return dz @ kernel.T if need_dx else None
 
         return a, backward

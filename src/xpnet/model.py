@@ -365,16 +365,13 @@ class Sequential:
         loss, grad = self.loss.compute(batch.y, out, batch.sample_weight, logits=fused)
         for i in range(len(backs) - 1, -1, -1):
             grad = backs[i](grad, need_dx=i > 0)
-        params, grads = {}, {}
-        for layer in self.layers:
-            for pname, value in layer.params.items():
-                key = f"{layer.name}/{pname}"
-                params[key] = value
-                grads[key] = layer.grads[pname]
-        updated = self.optimizer.update(params, grads)
-        for layer in self.layers:
-            for pname in layer.params:
-                layer.params[pname] = updated[f"{layer.name}/{pname}"]
+        slots = self._parameter_keys()
+        new = self.optimizer.apply(
+            [(key, layer.params[name], layer.grads[name]) for layer, name, key in slots],
+            consume_gradients=True,
+        )
+        for (layer, name, _), value in zip(slots, new, strict=True):
+            layer.params[name] = value
         return loss, out
 
     def _probabilities(self, out: Array, fused: bool) -> Array:
@@ -608,6 +605,15 @@ class Sequential:
     def _parameters(self) -> list[tuple[Layer, str]]:
         return [(layer, name) for layer in self.layers for name in layer.params]
 
+    def _parameter_keys(self) -> list[tuple[Layer, str, str]]:
+        """``(layer, name, "layer/name")`` per parameter; fixed once built."""
+        keys = self.__dict__.get("_keys")
+        if keys is None:
+            keys = [(layer, name, f"{layer.name}/{name}") for layer, name in self._parameters()]
+            if self.built:
+                self._keys = keys
+        return keys
+
     def get_weights(self) -> list[Any]:
         """NumPy copies of every parameter, in layer order (Dense: kernel, bias)."""
         return [to_numpy(layer.params[name]).copy() for layer, name in self._parameters()]
@@ -716,6 +722,7 @@ class Sequential:
         # Namespaces (modules) and device objects do not pickle: keep the
         # backend by name, the arrays as NumPy, and rebuild on unpickling.
         state = self.__dict__.copy()
+        state.pop("_keys", None)  # refers to the live layers; rebuilt on demand
         if self.target is not None:
             state["target"] = (self.target.name, str(self.target.device))
             state.pop("_dtype", None)

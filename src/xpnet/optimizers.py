@@ -128,16 +128,46 @@ class Optimizer:
     def _initial(self, slot: str) -> float:
         return 0.0
 
-    def update(self, params: Mapping[str, Array], grads: Mapping[str, Array]) -> dict[str, Array]:
+    def update(
+        self,
+        params: Mapping[str, Array],
+        grads: Mapping[str, Array],
+        *,
+        consume_gradients: bool = False,
+    ) -> dict[str, Array]:
         """Take one step: return the new value of every parameter in `params`
-        (the same arrays, updated in place, where the backend allows it)."""
+        (the same arrays, updated in place, where the backend allows it).
+
+        With ``consume_gradients=True`` the optimizer may overwrite the
+        gradient arrays to avoid a parameter-sized temporary; the model's
+        training step does this with gradients it owns.
+        """
+        keys = list(params)
+        new = self.apply(
+            [(key, params[key], grads[key]) for key in keys], consume_gradients=consume_gradients
+        )
+        return dict(zip(keys, new, strict=True))
+
+    def apply(
+        self, items: list[tuple[str, Array, Array]], *, consume_gradients: bool = False
+    ) -> list[Array]:
+        """:meth:`update` for a list of ``(key, param, grad)``; returns the new
+        parameters in the same order (the model's hot path: no dicts built)."""
         lr = self.current_learning_rate()
         self.iterations += 1
-        out = {}
-        for key, param in params.items():
-            grad = self._clip(grads[key])
-            out[key] = self._step(param, grad, self._slots_for(key, param), lr)
+        out = []
+        for key, param, grad in items:
+            grad = self._clip(grad)
+            slots = self._slots_for(key, param)
+            if consume_gradients and is_writeable(param) and is_writeable(grad):
+                out.append(self._step_in_place(param, grad, slots, lr))
+            else:
+                out.append(self._step(param, grad, slots, lr))
         return out
+
+    def _step_in_place(self, param: Array, grad: Array, slots: dict[str, Array], lr: float):
+        """The update for writable arrays when `grad` may be overwritten."""
+        return self._step(param, grad, slots, lr)
 
     def _step(self, param: Array, grad: Array, slots: dict[str, Array], lr: float) -> Array:
         raise NotImplementedError
@@ -216,6 +246,25 @@ class SGD(Optimizer):
         if self.nesterov:
             return _subtract(param, lr * grad - self.momentum * v)
         return _subtract(param, -v)
+
+    def _step_in_place(self, param, grad, slots, lr):
+        # The same rule with no parameter-sized temporary: the gradient
+        # buffer is scaled in place (it is consumed by the step).
+        grad *= lr
+        if self.momentum == 0.0:
+            param -= grad
+            return param
+        v = slots["velocity"]
+        v *= self.momentum
+        v -= grad
+        if self.nesterov:
+            param -= grad
+            grad[...] = v
+            grad *= self.momentum
+            param += grad
+        else:
+            param += v
+        return param
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}

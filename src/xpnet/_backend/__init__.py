@@ -54,9 +54,13 @@ __all__ = [
     "is_device_array",
     "is_host_data",
     "is_writeable",
+    "isdtype",
+    "matmul",
     "namespace",
     "quiet_float_errors",
     "read_npy",
+    "reduce_max",
+    "reduce_sum",
     "set_backend",
     "synchronize",
     "to_numpy",
@@ -229,6 +233,19 @@ def namespace(*arrays: Any) -> Namespace:
     return xp
 
 
+_KIND_CACHE: dict[tuple[int, Any, str], bool] = {}
+
+
+def isdtype(xp: Namespace, dtype: DType, kind: str) -> bool:
+    """``xp.isdtype(dtype, kind)``, remembered: kernels ask it on every call
+    and NumPy answers it slowly."""
+    key = (id(xp), dtype, kind)
+    found = _KIND_CACHE.get(key)
+    if found is None:
+        found = _KIND_CACHE[key] = bool(xp.isdtype(dtype, kind))
+    return found
+
+
 def backend_name(xp: Namespace) -> str:
     """Return the xpnet name (``"numpy"``, ``"torch"``, ...) of namespace `xp`."""
     if array_api_compat.is_numpy_namespace(xp):
@@ -255,9 +272,54 @@ def backend_of(x: Array) -> Backend:
     return Backend(backend_name(xp), xp, device_of(x))
 
 
+_WRITEABLE_BY_TYPE: dict[type, bool] = {}
+
+
 def is_writeable(x: Array) -> bool:
-    """Whether `x` may be updated in place (False for JAX arrays)."""
-    return bool(array_api_compat.is_writeable_array(x))
+    """Whether `x` may be updated in place (False for JAX arrays).
+
+    Decided once per array type: it is asked for xpnet's own parameters,
+    gradients and optimizer state on every step, which are never read-only
+    views.
+    """
+    kind = type(x)
+    found = _WRITEABLE_BY_TYPE.get(kind)
+    if found is None:
+        found = _WRITEABLE_BY_TYPE[kind] = bool(array_api_compat.is_writeable_array(x))
+    return found
+
+
+def reduce_sum(xp: Namespace, x: Array, axis: int, keepdims: bool = False) -> Array:
+    """``xp.sum`` for the per-step kernels; on NumPy the ufunc's own reduce,
+    which skips the generic wrapper (a few microseconds a call at small sizes)."""
+    if type(x) is np.ndarray:
+        return np.add.reduce(x, axis=axis, keepdims=keepdims)
+    return xp.sum(x, axis=axis, keepdims=keepdims)
+
+
+def reduce_max(xp: Namespace, x: Array, axis: int, keepdims: bool = False) -> Array:
+    """``xp.max``, with the same NumPy shortcut as :func:`reduce_sum`."""
+    if type(x) is np.ndarray:
+        return np.maximum.reduce(x, axis=axis, keepdims=keepdims)
+    return xp.max(x, axis=axis, keepdims=keepdims)
+
+
+def matmul(a: Array, b: Array, out: Array | None = None) -> Array:
+    """``a @ b``, written into `out` when given and the library can (NumPy,
+    CuPy, PyTorch), so a gradient buffer is reused instead of reallocated."""
+    if out is None or not is_writeable(out) or out.shape != (a.shape[0], b.shape[1]):
+        return a @ b
+    if type(out) is np.ndarray:
+        return np.matmul(a, b, out=out)
+    if array_api_compat.is_torch_array(out):
+        import torch
+
+        return torch.matmul(a, b, out=out)
+    if array_api_compat.is_cupy_array(out):
+        import cupy
+
+        return cupy.matmul(a, b, out=out)
+    return a @ b
 
 
 # --------------------------------------------------------------------------
