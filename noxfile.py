@@ -28,8 +28,8 @@ EXTRAS = {
 @nox.session
 def lint(session: nox.Session) -> None:
     session.install("ruff>=0.5")
-    session.run("ruff", "check", "src", "tests", "noxfile.py")
-    session.run("ruff", "format", "--check", "src", "tests", "noxfile.py")
+    session.run("ruff", "check", "src", "tests", "benchmarks", "docs", "noxfile.py")
+    session.run("ruff", "format", "--check", "src", "tests", "benchmarks", "docs", "noxfile.py")
 
 
 @nox.session
@@ -58,7 +58,7 @@ def bench(session: nox.Session) -> None:
     if not pathlib.Path("benchmarks").is_dir():
         session.skip("no benchmarks/ yet")
     session.install(TORCH, "-e", ".[test]")
-    session.run("python", "-m", "pytest", "benchmarks", *session.posargs)
+    session.run("python", "-m", "pytest", "benchmarks", "--benchmark-sort=name", *session.posargs)
 
 
 @nox.session

@@ -1,12 +1,21 @@
-"""``xpnet bench``: training-step throughput per backend, against the GEMM floor.
+"""``xpnet bench``: forward, backward and training-step throughput across
+backends, against the GEMM floor and plain PyTorch.
 
-For each backend, size and dtype it times a full training step (forward,
-fused softmax cross-entropy, backward, SGD update) of an MLP with ReLU hidden
-layers, and the *GEMM floor*: only the matrix products that step needs
-(per layer ``x @ W``, ``dz @ W.T``, ``x.T @ dz``) on the same backend. The
-ratio step / floor says how much the library adds beyond the arithmetic
-that cannot be avoided. Medians of repeated runs; device work is
-synchronized before the clock stops; warm-up runs are not timed.
+For each backend, size and dtype it times an MLP with ReLU hidden layers and
+a softmax cross-entropy output trained by SGD:
+
+* ``forward``: every layer's forward and the loss;
+* ``backward``: every layer's backward (the gradients), given the forward;
+* ``step``: forward, loss, backward and the SGD update.
+
+References, timed in the same run: the **GEMM floor** (only the matrix
+products of the phase, on the same backend: per layer ``x @ W`` forward,
+``dz @ W.T`` and ``x.T @ dz`` backward), the same network in **plain
+PyTorch** with autograd, and for steps a **hand-written NumPy** step and
+scikit-learn's ``MLPClassifier`` (``partial_fit`` per batch). Device work is
+synchronized before the clock stops; warm-up calls are not timed. Figures
+are medians. The pytest-benchmark suite in ``benchmarks/`` times the same
+cases.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ import json
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import xpnet as xn
@@ -26,6 +36,210 @@ SIZES: dict[str, tuple[int, tuple[int, ...]]] = {
     "M": (256, (784, 256, 256, 10)),
     "L": (1024, (1024, 2048, 2048, 10)),
 }
+PHASES = ("forward", "backward", "step")
+LEARNING_RATE = 1e-3
+
+
+def median_time(fn: Callable[[], Any], seconds: float = 0.5, min_runs: int = 5) -> float:
+    """Median wall time of ``fn()``, synchronizing on what it returns."""
+    _backend.synchronize(fn())  # warm-up (and any compilation) outside the clock
+    times: list[float] = []
+    deadline = time.perf_counter() + seconds
+    while len(times) < min_runs or (time.perf_counter() < deadline and len(times) < 2000):
+        start = time.perf_counter()
+        _backend.synchronize(fn())
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def host_data(size: str, dtype: str) -> tuple[Any, Any]:
+    """The batch every implementation trains on (same numbers everywhere)."""
+    batch, widths = SIZES[size]
+    rng = _backend.host_rng(0)
+    x = rng.normal(size=(batch, widths[0])).astype(dtype)
+    y = rng.integers(0, widths[-1], size=batch)
+    return x, y
+
+
+@dataclass
+class Case:
+    """The callables of one backend, size and dtype: ``phases`` for xpnet,
+    ``floor`` for the GEMM floor of each phase."""
+
+    target: _backend.Backend
+    size: str
+    dtype: str
+    phases: dict[str, Callable[[], Any]]
+    floor: dict[str, Callable[[], Any]]
+
+
+def make_case(target: _backend.Backend, size: str, dtype: str) -> Case:
+    widths = SIZES[size][1]
+    x_host, y_host = host_data(size, dtype)
+    model = xn.Sequential(
+        [xn.layers.Dense(w, activation="relu", kernel_initializer="he_normal")
+         for w in widths[1:-1]] + [xn.layers.Dense(widths[-1])],
+        backend=target.name, device=target.device, dtype=dtype, seed=0,
+    )  # fmt: skip
+    model.compile(
+        loss=xn.losses.SparseCategoricalCrossentropy(from_logits=True),
+        optimizer=xn.optimizers.SGD(LEARNING_RATE),
+    )
+    model.build(widths[0])
+    data = model._prepare(x_host, y_host)
+    state: dict[str, Any] = {}
+
+    def forward():
+        out, backs = model._forward(data.x, training=True)
+        loss, grad = model.loss.compute(data.y, out)
+        state["backs"], state["grad"] = backs, grad
+        return loss
+
+    def backward():
+        grad = state["grad"]
+        backs = state["backs"]
+        for i in range(len(backs) - 1, -1, -1):
+            grad = backs[i](grad, need_dx=i > 0)
+        return model.layers[0].grads["kernel"]
+
+    def step():
+        return model._train_step(data)[0]
+
+    forward()  # so that backward has closures from the start
+
+    kernels = [layer.params["kernel"] for layer in model.layers]
+    xp = target.xp
+    inputs = [data.x]
+    for w in kernels[:-1]:
+        inputs.append(xp.maximum(inputs[-1] @ w, 0.0))
+    upstream = [a @ w for a, w in zip(inputs, kernels, strict=True)]
+
+    def floor_forward():
+        out = None
+        for a, w in zip(inputs, kernels, strict=True):
+            out = a @ w
+        return out
+
+    def floor_backward():
+        out = None
+        for a, w, dz in zip(inputs, kernels, upstream, strict=True):
+            out = a.T @ dz
+            out = dz @ w.T
+        return out
+
+    def floor_step():
+        floor_forward()
+        return floor_backward()
+
+    return Case(
+        target, size, dtype,
+        {"forward": forward, "backward": backward, "step": step},
+        {"forward": floor_forward, "backward": floor_backward, "step": floor_step},
+    )  # fmt: skip
+
+
+def torch_reference(size: str, dtype: str, device: Any = "cpu") -> dict[str, Callable[[], Any]]:
+    """Plain PyTorch phases (``forward``, ``forward_backward``, ``step``)."""
+    from xpnet._backend import references
+
+    x, y = host_data(size, dtype)
+    return references.torch_mlp(SIZES[size][1], x, y, dtype, LEARNING_RATE, device)
+
+
+def numpy_reference(size: str, dtype: str) -> Callable[[], Any]:
+    from xpnet._backend import references
+
+    x, y = host_data(size, dtype)
+    return references.numpy_step(SIZES[size][1], x, y, LEARNING_RATE)
+
+
+def sklearn_reference(size: str, dtype: str) -> Callable[[], Any]:
+    from xpnet._backend import references
+
+    x, y = host_data(size, dtype)
+    return references.sklearn_step(SIZES[size][1], x, y, LEARNING_RATE)
+
+
+def _torch_times(size: str, dtype: str, seconds: float) -> dict[str, float] | None:
+    try:
+        phases = torch_reference(size, dtype)
+    except ImportError:
+        return None
+    forward = median_time(phases["forward"], seconds)
+    both = median_time(phases["forward_backward"], seconds)
+    return {
+        "forward": forward,
+        "backward": max(both - forward, 1e-12),
+        "step": median_time(phases["step"], seconds),
+    }
+
+
+def run(
+    backends: list[str],
+    sizes: list[str],
+    dtype: str,
+    seconds: float = 0.5,
+    references: bool = True,
+) -> list[dict[str, Any]]:
+    """Measure and return the records that ``--json`` writes."""
+    records: list[dict[str, Any]] = []
+    for size in sizes:
+        batch = SIZES[size][0]
+        torch_times = _torch_times(size, dtype, seconds) if references else None
+        numpy_floor = None
+        for name in backends:
+            target = _backend.get_backend(name)
+            case = make_case(target, size, dtype)
+            for phase in PHASES:
+                t = median_time(case.phases[phase], seconds)
+                floor = median_time(case.floor[phase], seconds)
+                if name == "numpy" and phase == "step":
+                    numpy_floor = floor
+                records.append({
+                    "backend": name,
+                    "device": str(target.device),
+                    "dtype": dtype,
+                    "size": size,
+                    "phase": phase,
+                    "samples_per_s": batch / t,
+                    "floor_ratio": t / floor,
+                    "torch_ratio": None if torch_times is None else t / torch_times[phase],
+                })  # fmt: skip
+        if references:
+            for label, maker in (("numpy-handwritten", numpy_reference),
+                                 ("sklearn", sklearn_reference)):  # fmt: skip
+                try:
+                    step = maker(size, dtype)
+                except ImportError:
+                    continue
+                if numpy_floor is None:
+                    numpy_floor = median_time(
+                        make_case(_backend.get_backend("numpy"), size, dtype).floor["step"],
+                        seconds,
+                    )
+                t = median_time(step, seconds)
+                records.append({
+                    "backend": label, "device": "cpu", "dtype": dtype, "size": size,
+                    "phase": "step", "samples_per_s": batch / t,
+                    "floor_ratio": t / numpy_floor,
+                    "torch_ratio": None if torch_times is None else t / torch_times["step"],
+                })  # fmt: skip
+    return records
+
+
+def table(records: list[dict[str, Any]]) -> str:
+    """The records as a fixed-width table."""
+    lines = [
+        f"{'backend':<19}{'size':<5}{'dtype':<9}{'phase':<10}"
+        f"{'samples/s':>13}{'/ GEMM floor':>14}{'/ PyTorch':>11}"
+    ]
+    for r in records:
+        torch_ratio = "-" if r["torch_ratio"] is None else f"{r['torch_ratio']:.2f}"
+        lines.append(
+            f"{r['backend']:<19}{r['size']:<5}{r['dtype']:<9}{r['phase']:<10}"
+            f"{r['samples_per_s']:>13,.0f}{r['floor_ratio']:>14.2f}{torch_ratio:>11}"
+        )
+    return "\n".join(lines)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,104 +247,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", nargs="+", choices=sorted(SIZES), default=["S", "M"])
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     parser.add_argument("--seconds", type=float, default=0.5, help="time budget per measurement")
-    parser.add_argument("--json", default=None, help="also write the figures to this file")
-
-
-def median_time(fn: Callable[[], Any], seconds: float, min_runs: int = 5) -> float:
-    """Median wall time of `fn()` (which returns an array to wait for)."""
-    _backend.synchronize(fn())  # warm-up (and JIT) outside the clock
-    times: list[float] = []
-    deadline = time.perf_counter() + seconds
-    while len(times) < min_runs or (time.perf_counter() < deadline and len(times) < 1000):
-        start = time.perf_counter()
-        _backend.synchronize(fn())
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def _case(target: _backend.Backend, size: str, dtype: str) -> dict[str, Any]:
-    batch, widths = SIZES[size]
-    rng = _backend.host_rng(0)
-    x = _backend.asarray(rng.normal(size=(batch, widths[0])), target, dtype)
-    y = _backend.asarray(rng.integers(0, widths[-1], size=batch), target)
-    model = xn.Sequential(
-        [xn.layers.Dense(w, activation="relu") for w in widths[1:-1]]
-        + [xn.layers.Dense(widths[-1])],
-        backend=target.name, device=target.device, dtype=dtype, seed=0,
-    )  # fmt: skip
-    model.compile(
-        loss=xn.losses.SparseCategoricalCrossentropy(from_logits=True),
-        optimizer=xn.optimizers.SGD(1e-4),
-    )
-    model.build(widths[0])
-    data = model._prepare(x, y)
-
-    def step():
-        loss, _ = model._train_step(data)
-        return loss
-
-    kernels = [layer.params["kernel"] for layer in model.layers]
-    activations = [x]
-    for w in kernels[:-1]:
-        activations.append(activations[-1] @ w)
-    grads_out = [a @ w for a, w in zip(activations, kernels, strict=True)]
-
-    def floor():
-        out = None
-        for a, w, dz in zip(activations, kernels, grads_out, strict=True):
-            out = a @ w
-            _ = a.T @ dz
-            out = dz @ w.T
-        return out
-
-    t_step = median_time(step, _SECONDS)
-    t_floor = median_time(floor, _SECONDS)
-    return {
-        "backend": target.name,
-        "device": str(target.device),
-        "dtype": dtype,
-        "size": size,
-        "phase": "step",
-        "samples_per_s": batch / t_step,
-        "floor_ratio": t_step / t_floor,
-        "torch_ratio": None,
-    }
-
-
-_SECONDS = 0.5
+    parser.add_argument("--no-references", action="store_true", help="skip PyTorch/NumPy/sklearn")
+    parser.add_argument("--json", default=None, help="also write the records to this file")
 
 
 def main(args: argparse.Namespace) -> int:
-    global _SECONDS
-    _SECONDS = args.seconds
-    names = args.backends or _backend.available_backends()
     from xpnet.cli import UsageError
 
-    records = []
+    names = args.backends or _backend.available_backends()
+    usable = []
     for name in names:
         try:
             target = _backend.get_backend(name)
+            _backend.float_dtype(target.xp, args.dtype)
+        except TypeError as exc:  # e.g. float64 on JAX without 64-bit mode
+            if args.backends:
+                raise UsageError(f"backend {name!r}: {exc}") from None
+            print(f"skipping {name}: {exc}")
+            continue
         except (ImportError, RuntimeError, ValueError) as exc:
             raise UsageError(f"backend {name!r}: {exc}") from None
-        for size in args.sizes:
-            if args.dtype == "float64" and name == "jax" and not _jax_x64():
-                continue
-            records.append(_case(target, size, args.dtype))
-    print(f"{'backend':<18}{'size':<6}{'dtype':<9}{'step samples/s':>16}{'step / GEMM floor':>20}")
-    for r in records:
-        print(
-            f"{r['backend']:<18}{r['size']:<6}{r['dtype']:<9}"
-            f"{r['samples_per_s']:>16,.0f}{r['floor_ratio']:>20.2f}"
-        )
+        usable.append(name)
+    names = usable
+    records = run(names, args.sizes, args.dtype, args.seconds, not args.no_references)
+    print(table(records))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(records, f, indent=2)
+        print(f"wrote {args.json}")
     return 0
-
-
-def _jax_x64() -> bool:
-    try:
-        _backend.float_dtype(_backend.get_backend("jax").xp, "float64")
-    except TypeError:
-        return False
-    return True

@@ -8,6 +8,10 @@ model just replays the closures in reverse.
 
 Parameters live in ``layer.params`` (an ordered dict of arrays on the
 model's device); optimizers update them there.
+
+To save memory, a backward may overwrite the gradient array it is given
+(the model always passes a fresh one), and ``layer.grads`` buffers are
+reused from step to step and may be consumed by the optimizer.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from xpnet._backend import (
     matmul,
     namespace,
     reduce_sum,
+    relu_,
+    relu_backward_,
 )
 from xpnet._typing import Array, DType
 from xpnet._validation import unknown_name_error
@@ -202,10 +208,23 @@ class Dense(Layer):
                 z = z + self.params["bias"]
         act = self.activation
         skip = logits or act.name == "linear"
-        a = z if skip else act.forward(z)
+        # ReLU, the common case, runs in place: its backward needs only the
+        # output, and the gradient flowing in is ours to overwrite.
+        fast_relu = act.name == "relu" and not skip
+        if skip:
+            a = z
+        elif fast_relu:
+            a = z = relu_(xp, z)
+        else:
+            a = act.forward(z)
 
         def backward(da: Array, need_dx: bool = True) -> Array | None:
-            dz = da if skip else act.backward(da, z, a)
+            if skip:
+                dz = da
+            elif fast_relu and is_writeable(da):
+                dz = relu_backward_(xp, da, a)
+            else:
+                dz = act.backward(da, z, a)
             # Reuse last step's gradient buffer where the library allows it.
             self.grads["kernel"] = matmul(x.T, dz, out=self.grads.get("kernel"))
             if self.use_bias:

@@ -61,6 +61,8 @@ __all__ = [
     "read_npy",
     "reduce_max",
     "reduce_sum",
+    "relu_",
+    "relu_backward_",
     "set_backend",
     "synchronize",
     "to_numpy",
@@ -302,6 +304,33 @@ def reduce_max(xp: Namespace, x: Array, axis: int, keepdims: bool = False) -> Ar
     if type(x) is np.ndarray:
         return np.maximum.reduce(x, axis=axis, keepdims=keepdims)
     return xp.max(x, axis=axis, keepdims=keepdims)
+
+
+def relu_(xp: Namespace, z: Array) -> Array:
+    """``max(z, 0)`` written over `z` where the library allows it (saves one
+    activation-sized array per ReLU layer); a new array on JAX."""
+    if type(z) is np.ndarray:
+        return np.maximum(z, 0.0, out=z)
+    if array_api_compat.is_torch_array(z):
+        return z.clamp_(min=0)
+    if array_api_compat.is_cupy_array(z):
+        import cupy
+
+        return cupy.maximum(z, 0.0, out=z)
+    return xp.maximum(z, 0.0)
+
+
+def relu_backward_(xp: Namespace, dy: Array, y: Array) -> Array:
+    """``where(y > 0, dy, 0)``, written over `dy` where the library allows it."""
+    if type(dy) is np.ndarray:
+        return np.multiply(dy, y > 0, out=dy)
+    if array_api_compat.is_torch_array(dy):
+        return dy.mul_(y > 0)
+    if array_api_compat.is_cupy_array(dy):
+        import cupy
+
+        return cupy.multiply(dy, y > 0, out=dy)
+    return xp.where(y > 0, dy, 0.0)
 
 
 def matmul(a: Array, b: Array, out: Array | None = None) -> Array:
