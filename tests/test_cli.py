@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -85,26 +86,29 @@ def test_info_lists_backends_and_versions(capsys):
 
 def test_bench_prints_and_writes_json(tmp_path, capsys):
     path = tmp_path / "bench.json"
-    assert (
-        cli.main(
-            [
-                "bench",
-                "--backends",
-                "numpy",
-                "--sizes",
-                "S",
-                "--seconds",
-                "0.05",
-                "--json",
-                str(path),
-            ]
-        )
-        == 0
-    )
-    assert "step / GEMM floor" in capsys.readouterr().out
+    args = ["bench", "--backends", "numpy", "--sizes", "S", "--seconds", "0.02", "--json", str(path)]
+    assert cli.main(args) == 0
+    assert "/ GEMM floor" in capsys.readouterr().out
     records = json.loads(path.read_text())
-    assert records[0]["backend"] == "numpy" and records[0]["size"] == "S"
-    assert records[0]["samples_per_s"] > 0 and records[0]["floor_ratio"] > 0
+    fields = {"backend", "device", "dtype", "size", "phase", "samples_per_s", "floor_ratio", "torch_ratio"}
+    assert all(set(r) == fields for r in records)
+    ours = [r for r in records if r["backend"] == "numpy"]
+    assert [r["phase"] for r in ours] == ["forward", "backward", "step"]
+    assert all(r["samples_per_s"] > 0 and r["floor_ratio"] > 0 for r in ours)
+    assert {r["backend"] for r in records} >= {"numpy", "numpy-handwritten", "sklearn"}
+    if importlib.util.find_spec("torch") is not None:
+        assert all(r["torch_ratio"] > 0 for r in records)
+
+
+def test_bench_refuses_float64_on_jax_without_x64(monkeypatch, capsys):
+    from xpnet import _backend
+
+    def no_x64(xp, dtype=None):
+        raise TypeError("float64 on the jax backend needs 64-bit mode")
+
+    monkeypatch.setattr(_backend, "float_dtype", no_x64)
+    assert cli.main(["bench", "--backends", "jax", "--dtype", "float64"]) == 2
+    assert "64-bit mode" in capsys.readouterr().err
 
 
 def test_python_dash_m_and_bad_arguments():
