@@ -533,6 +533,20 @@ def softmax_cross_entropy_with_logits(
     return _reduce(xp, -(y * log_p), grad, reduction, sample_weight, per_sample="sum")
 
 
+_CLASS_INDICES: dict[tuple, Array] = {}
+
+
+def _class_indices(xp: Namespace, k: int, labels: Array) -> Array:
+    """``arange(k)`` in the labels' dtype and device, made once per combination
+    (an array is immutable once made here, so sharing it is safe)."""
+    device = device_of(labels)
+    key = (id(xp), k, labels.dtype, str(device))
+    found = _CLASS_INDICES.get(key)
+    if found is None:
+        found = _CLASS_INDICES[key] = xp.arange(k, dtype=labels.dtype, device=device)
+    return found
+
+
 def _sparse_softmax_cross_entropy(
     xp: Namespace, logits: Array, labels: Array, reduction: str
 ) -> tuple[Array, Array]:
@@ -561,7 +575,7 @@ def _sparse_softmax_cross_entropy(
     shifted = logits - reduce_max(xp, logits, axis=1, keepdims=True)
     e = xp.exp(shifted)
     total = reduce_sum(xp, e, axis=1, keepdims=True)
-    hit = labels[:, None] == xp.arange(k, dtype=labels.dtype, device=device_of(labels))
+    hit = labels[:, None] == _class_indices(xp, k, labels)
     # sum over samples of log(total) - shifted[label]; the max cancels out
     loss = reduce_sum(xp, xp.log(total), axis=None) - reduce_sum(
         xp, xp.where(hit, shifted, 0.0), axis=None

@@ -24,6 +24,7 @@ from xpnet import functional as F
 from xpnet import initializers as _initializers
 from xpnet._backend import (
     Backend,
+    affine,
     asarray,
     backend_of,
     host_rng,
@@ -200,12 +201,7 @@ class Dense(Layer):
     def forward(self, x, *, training=False, logits=False):
         xp = namespace(x)
         kernel = self.params["kernel"]
-        z = x @ kernel
-        if self.use_bias:
-            if is_writeable(z):
-                z += self.params["bias"]  # z is ours: no second activation-sized array
-            else:
-                z = z + self.params["bias"]
+        z = affine(x, kernel, self.params.get("bias"))
         act = self.activation
         skip = logits or act.name == "linear"
         # ReLU, the common case, runs in place: its backward needs only the

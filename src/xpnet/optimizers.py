@@ -23,7 +23,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from xpnet import schedules as _schedules
-from xpnet._backend import Backend, asarray, device_of, is_writeable, namespace, to_numpy
+from xpnet._backend import (
+    Backend,
+    add_scaled_,
+    asarray,
+    device_of,
+    is_writeable,
+    namespace,
+    to_numpy,
+)
 from xpnet._typing import Array
 from xpnet._validation import resolve
 
@@ -155,10 +163,15 @@ class Optimizer:
         parameters in the same order (the model's hot path: no dicts built)."""
         lr = self.current_learning_rate()
         self.iterations += 1
+        clip = self.clipnorm is not None or self.clipvalue is not None
+        state = self.state
         out = []
         for key, param, grad in items:
-            grad = self._clip(grad)
-            slots = self._slots_for(key, param)
+            if clip:
+                grad = self._clip(grad)
+            slots = state.get(key)
+            if slots is None:
+                slots = self._slots_for(key, param)
             if consume_gradients and is_writeable(param) and is_writeable(grad):
                 out.append(self._step_in_place(param, grad, slots, lr))
             else:
@@ -250,20 +263,14 @@ class SGD(Optimizer):
     def _step_in_place(self, param, grad, slots, lr):
         # The same rule with no parameter-sized temporary: the gradient
         # buffer is scaled in place (it is consumed by the step).
-        grad *= lr
         if self.momentum == 0.0:
-            param -= grad
-            return param
+            return add_scaled_(param, -lr, grad)
+        if self.nesterov:  # rare: the plain rule, with its temporaries
+            return self._step(param, grad, slots, lr)
         v = slots["velocity"]
         v *= self.momentum
-        v -= grad
-        if self.nesterov:
-            param -= grad
-            grad[...] = v
-            grad *= self.momentum
-            param += grad
-        else:
-            param += v
+        add_scaled_(v, -lr, grad)  # v = momentum * v - lr * g
+        param += v
         return param
 
     def get_config(self):

@@ -39,6 +39,8 @@ __all__ = [
     "BACKENDS",
     "FLOAT_DTYPES",
     "Backend",
+    "add_scaled_",
+    "affine",
     "asarray",
     "available_backends",
     "backend",
@@ -304,6 +306,32 @@ def reduce_max(xp: Namespace, x: Array, axis: int, keepdims: bool = False) -> Ar
     if type(x) is np.ndarray:
         return np.maximum.reduce(x, axis=axis, keepdims=keepdims)
     return xp.max(x, axis=axis, keepdims=keepdims)
+
+
+def affine(x: Array, w: Array, b: Array | None) -> Array:
+    """``x @ w + b`` in one pass where the library has it (PyTorch's addmm),
+    else the product plus an in-place bias add on the fresh result."""
+    if b is None:
+        return x @ w
+    if array_api_compat.is_torch_array(x):
+        import torch
+
+        return torch.addmm(b, x, w)
+    z = x @ w
+    if is_writeable(z):
+        z += b
+        return z
+    return z + b
+
+
+def add_scaled_(y: Array, alpha: float, x: Array) -> Array:
+    """``y += alpha * x`` in place, for writable `y`; `x` may be overwritten
+    (NumPy and CuPy scale it in place to avoid a temporary; PyTorch fuses)."""
+    if array_api_compat.is_torch_array(y):
+        return y.add_(x, alpha=alpha)
+    x *= alpha
+    y += x
+    return y
 
 
 def relu_(xp: Namespace, z: Array) -> Array:
