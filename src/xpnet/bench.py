@@ -21,6 +21,7 @@ cases.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import time
@@ -38,18 +39,6 @@ SIZES: dict[str, tuple[int, tuple[int, ...]]] = {
 }
 PHASES = ("forward", "backward", "step")
 LEARNING_RATE = 1e-3
-
-
-def median_time(fn: Callable[[], Any], seconds: float = 0.5, min_runs: int = 5) -> float:
-    """Median wall time of ``fn()``, synchronizing on what it returns."""
-    _backend.synchronize(fn())  # warm-up (and any compilation) outside the clock
-    times: list[float] = []
-    deadline = time.perf_counter() + seconds
-    while len(times) < min_runs or (time.perf_counter() < deadline and len(times) < 2000):
-        start = time.perf_counter()
-        _backend.synchronize(fn())
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def host_data(size: str, dtype: str) -> tuple[Any, Any]:
@@ -160,18 +149,24 @@ def sklearn_reference(size: str, dtype: str) -> Callable[[], Any]:
     return references.sklearn_step(SIZES[size][1], x, y, LEARNING_RATE)
 
 
-def _torch_times(size: str, dtype: str, seconds: float) -> dict[str, float] | None:
-    try:
-        phases = torch_reference(size, dtype)
-    except ImportError:
-        return None
-    forward = median_time(phases["forward"], seconds)
-    both = median_time(phases["forward_backward"], seconds)
-    return {
-        "forward": forward,
-        "backward": max(both - forward, 1e-12),
-        "step": median_time(phases["step"], seconds),
-    }
+def median_times(
+    fns: dict[str, Callable[[], Any]], seconds: float = 0.5, min_rounds: int = 5
+) -> dict[str, float]:
+    """Median wall time of each function, measured round-robin (one call of
+    each per round) so that a machine slowing down or speeding up during the
+    run shifts every figure alike and the ratios between them hold."""
+    for fn in fns.values():
+        _backend.synchronize(fn())  # warm-up (and any compilation) outside the clock
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    deadline = time.perf_counter() + seconds * len(fns)
+    rounds = 0
+    while rounds < min_rounds or (time.perf_counter() < deadline and rounds < 2000):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            _backend.synchronize(fn())
+            times[name].append(time.perf_counter() - start)
+        rounds += 1
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def run(
@@ -185,46 +180,60 @@ def run(
     records: list[dict[str, Any]] = []
     for size in sizes:
         batch = SIZES[size][0]
-        torch_times = _torch_times(size, dtype, seconds) if references else None
-        numpy_floor = None
+        fns: dict[str, Callable[[], Any]] = {}
+        targets = {}
         for name in backends:
-            target = _backend.get_backend(name)
+            targets[name] = target = _backend.get_backend(name)
             case = make_case(target, size, dtype)
             for phase in PHASES:
-                t = median_time(case.phases[phase], seconds)
-                floor = median_time(case.floor[phase], seconds)
-                if name == "numpy" and phase == "step":
-                    numpy_floor = floor
-                records.append({
-                    "backend": name,
-                    "device": str(target.device),
-                    "dtype": dtype,
-                    "size": size,
-                    "phase": phase,
-                    "samples_per_s": batch / t,
-                    "floor_ratio": t / floor,
-                    "torch_ratio": None if torch_times is None else t / torch_times[phase],
-                })  # fmt: skip
+                fns[f"{name}/{phase}"] = case.phases[phase]
+                fns[f"{name}/floor-{phase}"] = case.floor[phase]
+        if "numpy" not in backends:
+            fns["numpy/floor-step"] = make_case(_backend.get_backend("numpy"), size, dtype).floor[
+                "step"
+            ]
+        has_torch = False
         if references:
-            for label, maker in (("numpy-handwritten", numpy_reference),
-                                 ("sklearn", sklearn_reference)):  # fmt: skip
-                try:
-                    step = maker(size, dtype)
-                except ImportError:
-                    continue
-                if numpy_floor is None:
-                    numpy_floor = median_time(
-                        make_case(_backend.get_backend("numpy"), size, dtype).floor["step"],
-                        seconds,
-                    )
-                t = median_time(step, seconds)
-                records.append({
-                    "backend": label, "device": "cpu", "dtype": dtype, "size": size,
-                    "phase": "step", "samples_per_s": batch / t,
-                    "floor_ratio": t / numpy_floor,
-                    "torch_ratio": None if torch_times is None else t / torch_times["step"],
-                })  # fmt: skip
+            try:
+                for phase, fn in torch_reference(size, dtype).items():
+                    fns[f"torch-nn/{phase}"] = fn
+                has_torch = True
+            except ImportError:
+                pass
+            fns["numpy-handwritten/step"] = numpy_reference(size, dtype)
+            with contextlib.suppress(ImportError):
+                fns["sklearn/step"] = sklearn_reference(size, dtype)
+        t = median_times(fns, seconds)
+        torch_t = None
+        if has_torch:
+            torch_t = {
+                "forward": t["torch-nn/forward"],
+                "backward": max(t["torch-nn/forward_backward"] - t["torch-nn/forward"], 1e-12),
+                "step": t["torch-nn/step"],
+            }
+
+        for name in backends:
+            for phase in PHASES:
+                records.append(
+                    _record(name, str(targets[name].device), dtype, size, phase,
+                            batch / t[f"{name}/{phase}"], t[f"{name}/{phase}"],
+                            t[f"{name}/floor-{phase}"], torch_t)
+                )  # fmt: skip
+        for label in ("numpy-handwritten", "sklearn"):
+            if f"{label}/step" in t:
+                records.append(
+                    _record(label, "cpu", dtype, size, "step", batch / t[f"{label}/step"],
+                            t[f"{label}/step"], t["numpy/floor-step"], torch_t)
+                )  # fmt: skip
     return records
+
+
+def _record(backend, device, dtype, size, phase, samples_per_s, seconds, floor, torch_t):
+    return {
+        "backend": backend, "device": device, "dtype": dtype, "size": size, "phase": phase,
+        "samples_per_s": samples_per_s, "floor_ratio": seconds / floor,
+        "torch_ratio": None if torch_t is None else seconds / torch_t[phase],
+    }  # fmt: skip
 
 
 def table(records: list[dict[str, Any]]) -> str:
