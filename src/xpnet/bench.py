@@ -89,10 +89,13 @@ def make_case(target: _backend.Backend, size: str, dtype: str) -> Case:
         backs = state["backs"]
         for i in range(len(backs) - 1, -1, -1):
             grad = backs[i](grad, need_dx=i > 0)
-        return model.layers[0].grads["kernel"]
+        return [value for layer in model.layers for value in layer.grads.values()]
 
     def step():
-        return model._train_step(data)[0]
+        model._train_step(data)
+        # Wait for the updated parameters, not only the loss: JAX and the GPU
+        # libraries run asynchronously, so the update may still be in flight.
+        return [value for layer in model.layers for value in layer.params.values()]
 
     forward()  # so that backward has closures from the start
 
@@ -150,23 +153,28 @@ def sklearn_reference(size: str, dtype: str) -> Callable[[], Any]:
 
 
 def median_times(
-    fns: dict[str, Callable[[], Any]], seconds: float = 0.5, min_rounds: int = 5
+    fns: dict[str, Callable[[], Any]], seconds: float = 0.5, passes: int = 3
 ) -> dict[str, float]:
-    """Median wall time of each function, measured round-robin (one call of
-    each per round) so that a machine slowing down or speeding up during the
-    run shifts every figure alike and the ratios between them hold."""
-    for fn in fns.values():
-        _backend.synchronize(fn())  # warm-up (and any compilation) outside the clock
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    deadline = time.perf_counter() + seconds * len(fns)
-    rounds = 0
-    while rounds < min_rounds or (time.perf_counter() < deadline and rounds < 2000):
+    """For each function, the smallest of `passes` medians, each median taken
+    over a block of consecutive calls (at least 5, about `seconds` long).
+
+    Blocks, not a round robin: alternating libraries makes their thread pools
+    (OpenBLAS, PyTorch's) fight for the cores. Several passes, keeping the
+    best median, so a slow spell of a shared machine hits no figure alone.
+    """
+    best: dict[str, float] = {}
+    for _ in range(passes):
         for name, fn in fns.items():
-            start = time.perf_counter()
-            _backend.synchronize(fn())
-            times[name].append(time.perf_counter() - start)
-        rounds += 1
-    return {name: statistics.median(t) for name, t in times.items()}
+            _backend.synchronize(fn())  # warm-up (and any compilation) outside the clock
+            times: list[float] = []
+            deadline = time.perf_counter() + seconds
+            while len(times) < 5 or (time.perf_counter() < deadline and len(times) < 2000):
+                start = time.perf_counter()
+                _backend.synchronize(fn())
+                times.append(time.perf_counter() - start)
+            median = statistics.median(times)
+            best[name] = min(best.get(name, median), median)
+    return best
 
 
 def run(
@@ -180,52 +188,62 @@ def run(
     records: list[dict[str, Any]] = []
     for size in sizes:
         batch = SIZES[size][0]
-        fns: dict[str, Callable[[], Any]] = {}
-        targets = {}
-        for name in backends:
-            targets[name] = target = _backend.get_backend(name)
-            case = make_case(target, size, dtype)
-            for phase in PHASES:
-                fns[f"{name}/{phase}"] = case.phases[phase]
-                fns[f"{name}/floor-{phase}"] = case.floor[phase]
-        if "numpy" not in backends:
-            fns["numpy/floor-step"] = make_case(_backend.get_backend("numpy"), size, dtype).floor[
-                "step"
-            ]
+        refs: dict[str, Callable[[], Any]] = {}
         has_torch = False
         if references:
             try:
                 for phase, fn in torch_reference(size, dtype).items():
-                    fns[f"torch-nn/{phase}"] = fn
+                    refs[f"torch-nn/{phase}"] = fn
                 has_torch = True
             except ImportError:
                 pass
-            fns["numpy-handwritten/step"] = numpy_reference(size, dtype)
-            with contextlib.suppress(ImportError):
-                fns["sklearn/step"] = sklearn_reference(size, dtype)
-        t = median_times(fns, seconds)
-        torch_t = None
-        if has_torch:
-            torch_t = {
-                "forward": t["torch-nn/forward"],
-                "backward": max(t["torch-nn/forward_backward"] - t["torch-nn/forward"], 1e-12),
-                "step": t["torch-nn/step"],
-            }
+        # One group per backend, with the PyTorch reference measured again in
+        # each, so every ratio compares figures taken close together.
+        t: dict[str, float] = {}
+        targets = {}
+        for name in [*backends, *([] if "numpy" in backends else ["numpy"])]:
+            targets[name] = target = _backend.get_backend(name)
+            case = make_case(target, size, dtype)
+            fns: dict[str, Callable[[], Any]] = dict(refs)
+            for phase in PHASES:
+                fns[f"{name}/{phase}"] = case.phases[phase]
+                fns[f"{name}/floor-{phase}"] = case.floor[phase]
+            if name == "numpy" and references:
+                fns["numpy-handwritten/step"] = numpy_reference(size, dtype)
+                with contextlib.suppress(ImportError):
+                    fns["sklearn/step"] = sklearn_reference(size, dtype)
+            group = median_times(fns, seconds)
+            t.update({k: v for k, v in group.items() if not k.startswith("torch-nn/")})
+            t.update({f"{k}@{name}": v for k, v in group.items() if k.startswith("torch-nn/")})
 
         for name in backends:
             for phase in PHASES:
                 records.append(
                     _record(name, str(targets[name].device), dtype, size, phase,
                             batch / t[f"{name}/{phase}"], t[f"{name}/{phase}"],
-                            t[f"{name}/floor-{phase}"], torch_t)
+                            t[f"{name}/floor-{phase}"], _torch_times(t, name, has_torch))
                 )  # fmt: skip
         for label in ("numpy-handwritten", "sklearn"):
             if f"{label}/step" in t:
                 records.append(
                     _record(label, "cpu", dtype, size, "step", batch / t[f"{label}/step"],
-                            t[f"{label}/step"], t["numpy/floor-step"], torch_t)
+                            t[f"{label}/step"], t["numpy/floor-step"],
+                            _torch_times(t, "numpy", has_torch))
                 )  # fmt: skip
     return records
+
+
+def _torch_times(t: dict[str, float], group: str, has_torch: bool) -> dict[str, float] | None:
+    """PyTorch's phase times measured in `group`'s round robin; its backward
+    is forward+backward minus forward (autograd cannot run backward alone)."""
+    if not has_torch:
+        return None
+    forward = t[f"torch-nn/forward@{group}"]
+    return {
+        "forward": forward,
+        "backward": max(t[f"torch-nn/forward_backward@{group}"] - forward, 1e-12),
+        "step": t[f"torch-nn/step@{group}"],
+    }
 
 
 def _record(backend, device, dtype, size, phase, samples_per_s, seconds, floor, torch_t):

@@ -712,8 +712,13 @@ def quiet_float_errors() -> Iterator[None]:
         yield
 
 
-def synchronize(x: Array) -> None:
-    """Wait until the device has finished computing `x` (for timing)."""
+def synchronize(x: Any) -> None:
+    """Wait until the device has finished computing `x`, an array or a list
+    of arrays (for timing)."""
+    if isinstance(x, list | tuple):
+        for item in x:
+            synchronize(item)
+        return
     if array_api_compat.is_cupy_array(x):
         import cupy
 
