@@ -42,7 +42,35 @@ _COMMON = """
 """
 
 
-class LogisticRegression(_ClassifierBase):
+class _LinearParams:
+    """Constructor shared by the linear models (scikit-learn reads its signature)."""
+
+    def __init__(
+        self,
+        learning_rate: float = 0.01,
+        epochs: int = 100,
+        batch_size: int | str | None = None,
+        optimizer: Any = "sgd",
+        kernel_initializer: Any = "zeros",
+        dtype: str = "float32",
+        backend: str | None = None,
+        device: Any = None,
+        seed: int = 0,
+        verbose: int = 0,
+    ) -> None:
+        self.learning_rate = learning_rate
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.optimizer = optimizer
+        self.kernel_initializer = kernel_initializer
+        self.dtype = dtype
+        self.backend = backend
+        self.device = device
+        self.seed = seed
+        self.verbose = verbose
+
+
+class LogisticRegression(_LinearParams, _ClassifierBase):
     __doc__ = (
         """Logistic regression trained by gradient descent.
 
@@ -69,30 +97,6 @@ class LogisticRegression(_ClassifierBase):
     """
     )
 
-    def __init__(
-        self,
-        learning_rate: float = 0.01,
-        epochs: int = 100,
-        batch_size: int | str | None = None,
-        optimizer: Any = "sgd",
-        kernel_initializer: Any = "zeros",
-        dtype: str = "float32",
-        backend: str | None = None,
-        device: Any = None,
-        seed: int = 0,
-        verbose: int = 0,
-    ) -> None:
-        self.learning_rate = learning_rate
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.optimizer = optimizer
-        self.kernel_initializer = kernel_initializer
-        self.dtype = dtype
-        self.backend = backend
-        self.device = device
-        self.seed = seed
-        self.verbose = verbose
-
 
 class SoftmaxRegression(LogisticRegression):
     __doc__ = (
@@ -107,7 +111,7 @@ class SoftmaxRegression(LogisticRegression):
     _binary_sigmoid = False
 
 
-class LinearRegression(_RegressorBase):
+class LinearRegression(_LinearParams, _RegressorBase):
     __doc__ = (
         """Least-squares linear regression trained by gradient descent on the
     mean squared error (one or several targets).
@@ -117,19 +121,27 @@ class LinearRegression(_RegressorBase):
         + _COMMON
     )
 
+
+class _MLPParams:
+    """Constructor shared by the two MLPs (scikit-learn reads its signature)."""
+
     def __init__(
         self,
+        hidden_layer_sizes: tuple[int, ...] = (100,),
+        activation: str = "relu",
         learning_rate: float = 0.01,
-        epochs: int = 100,
-        batch_size: int | str | None = None,
+        epochs: int = 200,
+        batch_size: int | str | None = "auto",
         optimizer: Any = "sgd",
-        kernel_initializer: Any = "zeros",
+        kernel_initializer: Any = "glorot_uniform",
         dtype: str = "float32",
         backend: str | None = None,
         device: Any = None,
         seed: int = 0,
         verbose: int = 0,
     ) -> None:
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
         self.learning_rate = learning_rate
         self.epochs = epochs
         self.batch_size = batch_size
@@ -141,8 +153,6 @@ class LinearRegression(_RegressorBase):
         self.seed = seed
         self.verbose = verbose
 
-
-class _MLPParams:
     def _hidden(self):
         sizes = self.hidden_layer_sizes
         if isinstance(sizes, int):
@@ -169,34 +179,6 @@ class MLPClassifier(_MLPParams, _ClassifierBase):
     """
     )
 
-    def __init__(
-        self,
-        hidden_layer_sizes: tuple[int, ...] = (100,),
-        activation: str = "relu",
-        learning_rate: float = 0.01,
-        epochs: int = 200,
-        batch_size: int | str | None = "auto",
-        optimizer: Any = "sgd",
-        kernel_initializer: Any = "glorot_uniform",
-        dtype: str = "float32",
-        backend: str | None = None,
-        device: Any = None,
-        seed: int = 0,
-        verbose: int = 0,
-    ) -> None:
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.activation = activation
-        self.learning_rate = learning_rate
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.optimizer = optimizer
-        self.kernel_initializer = kernel_initializer
-        self.dtype = dtype
-        self.backend = backend
-        self.device = device
-        self.seed = seed
-        self.verbose = verbose
-
 
 class MLPRegressor(_MLPParams, _RegressorBase):
     __doc__ = (
@@ -208,31 +190,3 @@ class MLPRegressor(_MLPParams, _RegressorBase):
     activation : str"""
         + _COMMON
     )
-
-    def __init__(
-        self,
-        hidden_layer_sizes: tuple[int, ...] = (100,),
-        activation: str = "relu",
-        learning_rate: float = 0.01,
-        epochs: int = 200,
-        batch_size: int | str | None = "auto",
-        optimizer: Any = "sgd",
-        kernel_initializer: Any = "glorot_uniform",
-        dtype: str = "float32",
-        backend: str | None = None,
-        device: Any = None,
-        seed: int = 0,
-        verbose: int = 0,
-    ) -> None:
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.activation = activation
-        self.learning_rate = learning_rate
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.optimizer = optimizer
-        self.kernel_initializer = kernel_initializer
-        self.dtype = dtype
-        self.backend = backend
-        self.device = device
-        self.seed = seed
-        self.verbose = verbose
