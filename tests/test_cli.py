@@ -86,11 +86,30 @@ def test_info_lists_backends_and_versions(capsys):
 
 def test_bench_prints_and_writes_json(tmp_path, capsys):
     path = tmp_path / "bench.json"
-    args = ["bench", "--backends", "numpy", "--sizes", "S", "--seconds", "0.02", "--json", str(path)]
+    args = [
+        "bench",
+        "--backends",
+        "numpy",
+        "--sizes",
+        "S",
+        "--seconds",
+        "0.02",
+        "--json",
+        str(path),
+    ]
     assert cli.main(args) == 0
     assert "/ GEMM floor" in capsys.readouterr().out
     records = json.loads(path.read_text())
-    fields = {"backend", "device", "dtype", "size", "phase", "samples_per_s", "floor_ratio", "torch_ratio"}
+    fields = {
+        "backend",
+        "device",
+        "dtype",
+        "size",
+        "phase",
+        "samples_per_s",
+        "floor_ratio",
+        "torch_ratio",
+    }
     assert all(set(r) == fields for r in records)
     ours = [r for r in records if r["backend"] == "numpy"]
     assert [r["phase"] for r in ours] == ["forward", "backward", "step"]
