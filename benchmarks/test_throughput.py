@@ -17,14 +17,18 @@ import pytest
 from xpnet import _backend, bench
 
 
-@pytest.mark.parametrize("phase", bench.PHASES)
-def test_xpnet(benchmark, sync_benchmark, backend_name, size, dtype, phase):
+def _case(backend_name: str, size: str, dtype: str) -> bench.Case:
     target = _backend.get_backend(backend_name)
     try:
         _backend.float_dtype(target.xp, dtype)
-    except TypeError as exc:
+    except TypeError as exc:  # float64 on JAX without 64-bit mode
         pytest.skip(str(exc))
-    case = bench.make_case(target, size, dtype)
+    return bench.make_case(target, size, dtype)
+
+
+@pytest.mark.parametrize("phase", bench.PHASES)
+def test_xpnet(benchmark, sync_benchmark, backend_name, size, dtype, phase):
+    case = _case(backend_name, size, dtype)
     benchmark.group = f"{size}-{dtype}-{phase}"
     benchmark.name = backend_name
     sync_benchmark(case.phases[phase])
@@ -32,12 +36,7 @@ def test_xpnet(benchmark, sync_benchmark, backend_name, size, dtype, phase):
 
 @pytest.mark.parametrize("phase", bench.PHASES)
 def test_gemm_floor(benchmark, sync_benchmark, backend_name, size, dtype, phase):
-    target = _backend.get_backend(backend_name)
-    try:
-        _backend.float_dtype(target.xp, dtype)
-    except TypeError as exc:
-        pytest.skip(str(exc))
-    case = bench.make_case(target, size, dtype)
+    case = _case(backend_name, size, dtype)
     benchmark.group = f"{size}-{dtype}-{phase}"
     benchmark.name = f"floor-{backend_name}"
     sync_benchmark(case.floor[phase])

@@ -358,6 +358,18 @@ def _prepare(
     return xp, target
 
 
+def _integer_labels(xp: Namespace, labels: Array, n: int, k: int) -> Array:
+    """Integer labels as shape ``(n,)`` (``(n, 1)`` is accepted), else an error."""
+    if labels.shape == (n, 1):
+        labels = xp.reshape(labels, (n,))
+    if labels.shape != (n,):
+        raise ValueError(
+            f"integer labels y_true must have shape ({n},) for logits of shape "
+            f"{(n, k)}, got {tuple(labels.shape)}"
+        )
+    return labels
+
+
 def _class_targets(xp: Namespace, logits: Array, target: Array) -> Array:
     """One-hot (or soft) targets for class scores of shape ``(n, k)``.
 
@@ -373,13 +385,7 @@ def _class_targets(xp: Namespace, logits: Array, target: Array) -> Array:
         )
     n, k = logits.shape
     if isdtype(xp, target.dtype, "integral"):
-        if target.shape == (n, 1):
-            target = xp.reshape(target, (n,))
-        if target.shape != (n,):
-            raise ValueError(
-                f"integer labels y_true must have shape ({n},) for logits of shape "
-                f"{(n, k)}, got {tuple(target.shape)}"
-            )
+        target = _integer_labels(xp, target, n, k)
         classes = xp.arange(k, dtype=target.dtype, device=device_of(target))
         return xp.astype(target[:, None] == classes, logits.dtype)
     if target.shape != logits.shape:
@@ -563,13 +569,7 @@ def _sparse_softmax_cross_entropy(
             f"logits must have shape (n_samples, n_classes), got {tuple(logits.shape)}"
         )
     n, k = logits.shape
-    if labels.shape == (n, 1):
-        labels = xp.reshape(labels, (n,))
-    if labels.shape != (n,):
-        raise ValueError(
-            f"integer labels y_true must have shape ({n},) for logits of shape "
-            f"{(n, k)}, got {tuple(labels.shape)}"
-        )
+    labels = _integer_labels(xp, labels, n, k)
     if n == 0:
         raise ValueError("the loss needs at least one sample, got an empty batch")
     shifted = logits - reduce_max(xp, logits, axis=1, keepdims=True)
