@@ -120,6 +120,7 @@ def test_bench_prints_and_writes_json(tmp_path, capsys):
 
 
 def test_bench_refuses_float64_on_jax_without_x64(monkeypatch, capsys):
+    pytest.importorskip("jax")
     from xpnet import _backend
 
     def no_x64(xp, dtype=None):

@@ -1,4 +1,4 @@
-"""The batch loop: data checks, batching and shuffling on the device, and
+"""The batch loop's helpers: batching and shuffling on the device, and
 the epoch accounting.
 
 Rules the loop keeps (SPEC, "Devices"):
@@ -21,12 +21,8 @@ from typing import Any
 from xpnet._backend import (
     Backend,
     asarray,
-    backend_name,
-    device_of,
     host_rng,
-    is_host_data,
     namespace,
-    to_numpy,
 )
 from xpnet._typing import Array
 
@@ -55,55 +51,6 @@ class Data:
 
     def _arrays(self):
         return (self.x, self.y, self.sample_weight)
-
-
-def to_device(data: Any, target: Backend, name: str, dtype: Any = None) -> Array:
-    """Return `data` as an array on `target`: host data is moved (one
-    transfer); arrays of the model's library must already be on its device;
-    arrays of any other library are refused."""
-    if is_host_data(data):
-        return asarray(data, target, dtype)
-    try:
-        xp = namespace(data)
-    except TypeError:
-        raise TypeError(
-            f"{name} must be an array or nested lists, got {type(data).__name__}"
-        ) from None
-    if xp is not target.xp:
-        raise TypeError(
-            f"{name} is a {backend_name(xp)} array but the model lives on {target.name}; "
-            f"convert it (xpnet.to_numpy) or move the model (model.to({backend_name(xp)!r}))"
-        )
-    if device_of(data) != target.device:
-        raise ValueError(
-            f"{name} is on device {device_of(data)!r} but the model is on {target.device!r}; "
-            "move one of them"
-        )
-    if dtype is not None and data.dtype != dtype:
-        data = xp.astype(data, dtype)
-    return data
-
-
-class Checks:
-    """Collects boolean device scalars that must all be False, and reads
-    them in one transfer: one synchronization per ``fit``, not one per check."""
-
-    def __init__(self, xp: Any) -> None:
-        self.xp = xp
-        self.flags: list[Array] = []
-        self.messages: list[str] = []
-
-    def fail_if(self, flag: Array, message: str) -> None:
-        self.flags.append(self.xp.reshape(self.xp.astype(flag, self.xp.int8), (1,)))
-        self.messages.append(message)
-
-    def raise_first(self) -> None:
-        if not self.flags:
-            return
-        found = to_numpy(self.xp.concat(self.flags))
-        for bad, message in zip(found.tolist(), self.messages, strict=True):
-            if bad:
-                raise ValueError(message)
 
 
 def permutation(seed_rng: Any, n: int, target: Backend) -> Array:

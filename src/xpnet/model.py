@@ -14,11 +14,10 @@ learns. ``predict`` applies the activation as usual.
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from xpnet import _training
+from xpnet import _data, _training
 from xpnet import callbacks as _callbacks
 from xpnet import losses as _losses
 from xpnet import metrics as _metrics
@@ -227,129 +226,8 @@ class Sequential:
 
     # ------------------------------------------------------------ data
 
-    def _inputs(self, x: Any, checks: _training.Checks | None, name: str = "x") -> Array:
-        target = self._resolve_target(x)
-        x = _training.to_device(x, target, name, self._dtype)
-        if x.ndim != 2:
-            raise ValueError(
-                f"{name} must have shape (n_samples, n_features), got {tuple(x.shape)}"
-            )
-        if x.shape[0] == 0:
-            raise ValueError(f"{name} is empty: shape {tuple(x.shape)}")
-        if not self.built:
-            self.build(int(x.shape[1]))
-        elif int(x.shape[1]) != self.input_dim:
-            first = self.layers[0]
-            raise ValueError(
-                f"layer {first.name!r} expects {self.input_dim} input features, got "
-                f"{name} of shape {tuple(x.shape)}"
-            )
-        if checks is not None:
-            xp = target.xp
-            checks.fail_if(xp.any(~xp.isfinite(x)), f"{name} contains NaN or infinite values")
-        return x
-
-    def _targets(self, y: Any, n: int, checks: _training.Checks, name: str = "y") -> Array:
-        target = self.target
-        xp = target.xp
-        task = self.loss.task if self.loss is not None else None
-        k = self.output_dim
-        if task == "sparse":
-            # Host labels stored as floats (1.0, 2.0) cross as floats of the
-            # model's dtype and are checked and cast below.
-            host_float = is_host_data(y) and to_numpy(y).dtype.kind == "f"
-            y = _training.to_device(y, target, name, self._dtype if host_float else None)
-            if y.ndim == 2 and y.shape[1] == 1:
-                y = xp.reshape(y, (-1,))
-            if y.ndim != 1:
-                raise ValueError(
-                    f"{name} must hold integer labels of shape (n_samples,), got {tuple(y.shape)}"
-                )
-            if not xp.isdtype(y.dtype, "integral"):
-                checks.fail_if(
-                    xp.any(~xp.isfinite(y) | (y != xp.floor(y))),
-                    f"{name} labels must be whole numbers",
-                )
-                y = xp.astype(y, xp.int32)
-            checks.fail_if(
-                xp.any((y < 0) | (y >= k)),
-                f"{name} labels must be in [0, {k}) for the {k} outputs of the last layer",
-            )
-        else:
-            y = _training.to_device(y, target, name, self._dtype)
-            if y.ndim == 1 and k == 1:
-                y = xp.reshape(y, (-1, 1))
-            if y.ndim != 2 or int(y.shape[1]) != k:
-                raise ValueError(
-                    f"{name} has shape {tuple(y.shape)} but the model outputs "
-                    f"(n_samples, {k})"
-                    + (" (one-hot targets; use SparseCategoricalCrossentropy for integer labels)"
-                       if task == "categorical" else "")
-                )  # fmt: skip
-            checks.fail_if(xp.any(~xp.isfinite(y)), f"{name} contains NaN or infinite values")
-            if task in ("binary", "categorical"):
-                checks.fail_if(
-                    xp.any((y < 0) | (y > 1)),
-                    f"{name} targets of {type(self.loss).__name__} must be in [0, 1]",
-                )
-        if int(y.shape[0]) != n:
-            raise ValueError(f"x has {n} samples but {name} has {int(y.shape[0])}")
-        return y
-
-    def _weights(
-        self,
-        sample_weight: Any,
-        class_weight: Mapping[int, float] | None,
-        y: Array,
-        n: int,
-        checks: _training.Checks,
-    ) -> Array | None:
-        xp = self.target.xp
-        w = None
-        if sample_weight is not None:
-            w = _training.to_device(sample_weight, self.target, "sample_weight", self._dtype)
-            if tuple(w.shape) != (n,):
-                raise ValueError(f"sample_weight must have shape ({n},), got {tuple(w.shape)}")
-            checks.fail_if(
-                xp.any(~xp.isfinite(w) | (w < 0)), "sample_weight must be finite and >= 0"
-            )
-        if class_weight is not None:
-            cw = self._class_weights(class_weight, y)
-            w = cw if w is None else w * cw
-        return w
-
-    def _class_weights(self, class_weight: Mapping[int, float], y: Array) -> Array:
-        if not isinstance(class_weight, Mapping):
-            raise TypeError("class_weight must be a dict {class index: weight}")
-        xp = self.target.xp
-        k = max(self.output_dim, 2)
-        table = [1.0] * k
-        for cls, weight in class_weight.items():
-            if not (isinstance(cls, int) and 0 <= cls < k):
-                raise ValueError(f"class_weight key {cls!r} is not a class index in [0, {k})")
-            if not (weight >= 0 and math.isfinite(weight)):
-                raise ValueError(f"class_weight[{cls}] must be finite and >= 0, got {weight!r}")
-            table[cls] = float(weight)
-        table_arr = asarray(table, self.target, self._dtype)
-        if y.ndim == 1:  # sparse labels
-            classes = y
-        elif int(y.shape[1]) == 1:  # binary targets
-            classes = xp.astype(y[:, 0] > 0.5, xp.int32)
-        else:  # one-hot
-            classes = xp.argmax(y, axis=1)
-        return xp.take(table_arr, classes, axis=0)
-
-    def _prepare(
-        self, x, y, sample_weight=None, class_weight=None, name_suffix=""
-    ) -> _training.Data:
-        checks = _training.Checks(self._resolve_target(x).xp)
-        xs = self._inputs(x, checks, "x" + name_suffix)
-        ys = self._targets(y, int(xs.shape[0]), checks, "y" + name_suffix)
-        w = self._weights(sample_weight, class_weight, ys, int(xs.shape[0]), checks)
-        checks.raise_first()
-        return _training.Data(xs, ys, w)
-
-    # ------------------------------------------------------------ computing
+    def _prepare(self, x, y, sample_weight=None, class_weight=None, name_suffix=""):
+        return _data.prepare(self, x, y, sample_weight, class_weight, name_suffix)
 
     def _forward(self, x: Array, training: bool, logits: bool = False):
         out, backs = x, []
@@ -569,8 +447,8 @@ class Sequential:
         """The model's outputs for `x`, as an array of the model's backend on its device."""
         if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
             raise ValueError(f"batch_size must be an int >= 1 or None, got {batch_size!r}")
-        checks = _training.Checks(self._resolve_target(x).xp)
-        xs = self._inputs(x, checks)
+        checks = _data.Checks(self._resolve_target(x).xp)
+        xs = _data.inputs(self, x, checks)
         checks.raise_first()
         chunk = batch_size or _PREDICT_CHUNK
         parts = [

@@ -1,0 +1,198 @@
+"""Checking training data and placing it on the model's device.
+
+Everything a user can get wrong about data is caught here, before any
+weight changes: shapes, lengths, label ranges, NaN/inf, empty data, arrays
+of another library or device. The value checks run on the device and are
+read back together, once (:class:`Checks`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from xpnet._backend import (
+    Backend,
+    asarray,
+    backend_name,
+    device_of,
+    is_host_data,
+    namespace,
+    to_numpy,
+)
+from xpnet._training import Data
+from xpnet._typing import Array
+
+
+def to_device(data: Any, target: Backend, name: str, dtype: Any = None) -> Array:
+    """Return `data` as an array on `target`: host data is moved (one
+    transfer); arrays of the model's library must already be on its device;
+    arrays of any other library are refused."""
+    if is_host_data(data):
+        return asarray(data, target, dtype)
+    try:
+        xp = namespace(data)
+    except TypeError:
+        raise TypeError(
+            f"{name} must be an array or nested lists, got {type(data).__name__}"
+        ) from None
+    if xp is not target.xp:
+        raise TypeError(
+            f"{name} is a {backend_name(xp)} array but the model lives on {target.name}; "
+            f"convert it (xpnet.to_numpy) or move the model (model.to({backend_name(xp)!r}))"
+        )
+    if device_of(data) != target.device:
+        raise ValueError(
+            f"{name} is on device {device_of(data)!r} but the model is on {target.device!r}; "
+            "move one of them"
+        )
+    if dtype is not None and data.dtype != dtype:
+        data = xp.astype(data, dtype)
+    return data
+
+
+class Checks:
+    """Collects boolean device scalars that must all be False, and reads
+    them in one transfer: one synchronization per ``fit``, not one per check."""
+
+    def __init__(self, xp: Any) -> None:
+        self.xp = xp
+        self.flags: list[Array] = []
+        self.messages: list[str] = []
+
+    def fail_if(self, flag: Array, message: str) -> None:
+        self.flags.append(self.xp.reshape(self.xp.astype(flag, self.xp.int8), (1,)))
+        self.messages.append(message)
+
+    def raise_first(self) -> None:
+        if not self.flags:
+            return
+        found = to_numpy(self.xp.concat(self.flags))
+        for bad, message in zip(found.tolist(), self.messages, strict=True):
+            if bad:
+                raise ValueError(message)
+
+
+def inputs(model: Any, x: Any, checks: Checks | None, name: str = "x") -> Array:
+    target = model._resolve_target(x)
+    x = to_device(x, target, name, model._dtype)
+    if x.ndim != 2:
+        raise ValueError(f"{name} must have shape (n_samples, n_features), got {tuple(x.shape)}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} is empty: shape {tuple(x.shape)}")
+    if not model.built:
+        model.build(int(x.shape[1]))
+    elif int(x.shape[1]) != model.input_dim:
+        first = model.layers[0]
+        raise ValueError(
+            f"layer {first.name!r} expects {model.input_dim} input features, got "
+            f"{name} of shape {tuple(x.shape)}"
+        )
+    if checks is not None:
+        xp = target.xp
+        checks.fail_if(xp.any(~xp.isfinite(x)), f"{name} contains NaN or infinite values")
+    return x
+
+
+def targets(model: Any, y: Any, n: int, checks: Checks, name: str = "y") -> Array:
+    target = model.target
+    xp = target.xp
+    task = model.loss.task if model.loss is not None else None
+    k = model.output_dim
+    if task == "sparse":
+        # Host labels stored as floats (1.0, 2.0) cross as floats of the
+        # model's dtype and are checked and cast below.
+        host_float = is_host_data(y) and to_numpy(y).dtype.kind == "f"
+        y = to_device(y, target, name, model._dtype if host_float else None)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = xp.reshape(y, (-1,))
+        if y.ndim != 1:
+            raise ValueError(
+                f"{name} must hold integer labels of shape (n_samples,), got {tuple(y.shape)}"
+            )
+        if not xp.isdtype(y.dtype, "integral"):
+            checks.fail_if(
+                xp.any(~xp.isfinite(y) | (y != xp.floor(y))),
+                f"{name} labels must be whole numbers",
+            )
+            y = xp.astype(y, xp.int32)
+        checks.fail_if(
+            xp.any((y < 0) | (y >= k)),
+            f"{name} labels must be in [0, {k}) for the {k} outputs of the last layer",
+        )
+    else:
+        y = to_device(y, target, name, model._dtype)
+        if y.ndim == 1 and k == 1:
+            y = xp.reshape(y, (-1, 1))
+        if y.ndim != 2 or int(y.shape[1]) != k:
+            raise ValueError(
+                f"{name} has shape {tuple(y.shape)} but the model outputs "
+                f"(n_samples, {k})"
+                + (" (one-hot targets; use SparseCategoricalCrossentropy for integer labels)"
+                   if task == "categorical" else "")
+            )  # fmt: skip
+        checks.fail_if(xp.any(~xp.isfinite(y)), f"{name} contains NaN or infinite values")
+        if task in ("binary", "categorical"):
+            checks.fail_if(
+                xp.any((y < 0) | (y > 1)),
+                f"{name} targets of {type(model.loss).__name__} must be in [0, 1]",
+            )
+    if int(y.shape[0]) != n:
+        raise ValueError(f"x has {n} samples but {name} has {int(y.shape[0])}")
+    return y
+
+
+def weights(
+    model: Any,
+    sample_weight: Any,
+    class_weight: Mapping[int, float] | None,
+    y: Array,
+    n: int,
+    checks: Checks,
+) -> Array | None:
+    xp = model.target.xp
+    w = None
+    if sample_weight is not None:
+        w = to_device(sample_weight, model.target, "sample_weight", model._dtype)
+        if tuple(w.shape) != (n,):
+            raise ValueError(f"sample_weight must have shape ({n},), got {tuple(w.shape)}")
+        checks.fail_if(xp.any(~xp.isfinite(w) | (w < 0)), "sample_weight must be finite and >= 0")
+    if class_weight is not None:
+        cw = class_weights(model, class_weight, y)
+        w = cw if w is None else w * cw
+    return w
+
+
+def class_weights(model: Any, class_weight: Mapping[int, float], y: Array) -> Array:
+    if not isinstance(class_weight, Mapping):
+        raise TypeError("class_weight must be a dict {class index: weight}")
+    xp = model.target.xp
+    k = max(model.output_dim, 2)
+    table = [1.0] * k
+    for cls, weight in class_weight.items():
+        if not (isinstance(cls, int) and 0 <= cls < k):
+            raise ValueError(f"class_weight key {cls!r} is not a class index in [0, {k})")
+        if not (weight >= 0 and math.isfinite(weight)):
+            raise ValueError(f"class_weight[{cls}] must be finite and >= 0, got {weight!r}")
+        table[cls] = float(weight)
+    table_arr = asarray(table, model.target, model._dtype)
+    if y.ndim == 1:  # sparse labels
+        classes = y
+    elif int(y.shape[1]) == 1:  # binary targets
+        classes = xp.astype(y[:, 0] > 0.5, xp.int32)
+    else:  # one-hot
+        classes = xp.argmax(y, axis=1)
+    return xp.take(table_arr, classes, axis=0)
+
+
+def prepare(model: Any, x, y, sample_weight=None, class_weight=None, name_suffix="") -> Data:
+    checks = Checks(model._resolve_target(x).xp)
+    xs = inputs(model, x, checks, "x" + name_suffix)
+    ys = targets(model, y, int(xs.shape[0]), checks, "y" + name_suffix)
+    w = weights(model, sample_weight, class_weight, ys, int(xs.shape[0]), checks)
+    checks.raise_first()
+    return Data(xs, ys, w)
+
+
+# ------------------------------------------------------------ computing
