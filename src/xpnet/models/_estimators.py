@@ -122,8 +122,9 @@ class LinearRegression(_LinearParams, _RegressorBase):
     )
 
 
-class _MLPParams:
-    """Constructor shared by the two MLPs (scikit-learn reads its signature)."""
+class _MLPParams(_LinearParams):
+    """Constructor shared by the two MLPs: the linear models' parameters with
+    other defaults, plus the hidden layers (scikit-learn reads the signature)."""
 
     def __init__(
         self,
@@ -142,16 +143,10 @@ class _MLPParams:
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
-        self.learning_rate = learning_rate
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.optimizer = optimizer
-        self.kernel_initializer = kernel_initializer
-        self.dtype = dtype
-        self.backend = backend
-        self.device = device
-        self.seed = seed
-        self.verbose = verbose
+        _LinearParams.__init__(
+            self, learning_rate, epochs, batch_size, optimizer, kernel_initializer,
+            dtype, backend, device, seed, verbose,
+        )  # fmt: skip
 
     def _hidden(self):
         sizes = self.hidden_layer_sizes
