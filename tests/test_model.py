@@ -275,7 +275,7 @@ def test_a_fit_that_raises_leaves_weights_and_optimizer_state_untouched():
 
 
 def _fitted(target):
-    model = classifier(target)
+    model = classifier(target, optimizer=xn.optimizers.Adam(0.01))  # Adam: state to compare
     model.fit(X, Y_CLASS, epochs=1, verbose=0)
     return model
 
@@ -304,7 +304,49 @@ BAD_FITS = [
     ("bad class weight", lambda m: m.fit(X, Y_CLASS, class_weight={7: 1.0}), ValueError,
      "class_weight key 7"),
     ("bad callback", lambda m: m.fit(X, Y_CLASS, callbacks=["stop"]), TypeError, "Callback instances"),
+    # Inputs a cast would silently misread (scikit-learn refuses them too)
+    ("complex x", lambda m: m.fit(X + 1j, Y_CLASS), TypeError, "x holds complex numbers"),
+    ("complex y", lambda m: m.fit(X, Y_CLASS + 0j), TypeError, "y holds complex numbers"),
+    ("numeric strings x", lambda m: m.fit(X.astype(str), Y_CLASS), TypeError, "x holds strings"),
+    ("numeric strings y", lambda m: m.fit(X, Y_CLASS.astype(str)), TypeError, "y holds strings"),
+    ("strings in object x", lambda m: m.fit(np.where(X > 0, X, "1").astype(object), Y_CLASS),
+     TypeError, "x is an object array"),
+    ("strings in a list", lambda m: m.fit(X.tolist(), ["0", "1"] * 20), TypeError, "y holds strings"),
+    ("datetime x", lambda m: m.fit(np.zeros((40, 4), "datetime64[s]"), Y_CLASS), TypeError,
+     "not numeric"),
+    # Non-finite or huge float labels: a clear error, and no cast warning first
+    ("nan labels", lambda m: m.fit(X, np.where(Y_CLASS == 2, np.nan, Y_CLASS)), ValueError,
+     "y contains NaN or infinite"),
+    ("inf labels", lambda m: m.fit(X, np.where(Y_CLASS == 2, np.inf, Y_CLASS)), ValueError,
+     "y contains NaN or infinite"),
+    ("huge float labels", lambda m: m.fit(X, np.where(Y_CLASS == 2, 1e300, Y_CLASS)), ValueError,
+     r"y labels must be in \[0, 3\)"),
+    ("huge int labels", lambda m: m.fit(X, np.where(Y_CLASS == 2, 2**40, Y_CLASS)), ValueError,
+     r"y labels must be in \[0, 3\)"),
+    ("nan val labels", lambda m: m.fit(X, Y_CLASS, validation_data=(X, Y_CLASS * np.nan)),
+     ValueError, "y_val contains NaN"),
+    ("nan labels in evaluate", lambda m: m.evaluate(X, Y_CLASS * np.nan), ValueError,
+     "y contains NaN"),
+    ("nan labels in train_on_batch", lambda m: m.train_on_batch(X, Y_CLASS + np.inf), ValueError,
+     "y contains NaN"),
 ]  # fmt: skip
+
+
+def training_state(model):
+    """Host copies of the weights, optimizer step count and optimizer slots."""
+    return model.get_weights(), model.optimizer.get_state()
+
+
+def assert_state_unchanged(model, before):
+    weights, state = before
+    for a, b in zip(weights, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    now = model.optimizer.get_state()
+    assert now["iterations"] == state["iterations"]
+    assert now["slots"].keys() == state["slots"].keys()
+    for key, slots in state["slots"].items():
+        for name, value in slots.items():
+            np.testing.assert_array_equal(now["slots"][key][name], value)
 
 
 @pytest.mark.parametrize(
@@ -312,13 +354,10 @@ BAD_FITS = [
 )
 def test_bad_fit_input_is_refused_and_changes_nothing(case, call, error, message, target):
     model = _fitted(target)
-    before = model.get_weights()
-    iterations = model.optimizer.iterations
+    before = training_state(model)
     with pytest.raises(error, match=message):
         call(model)
-    for a, b in zip(before, model.get_weights(), strict=True):
-        np.testing.assert_array_equal(a, b)
-    assert model.optimizer.iterations == iterations
+    assert_state_unchanged(model, before)
 
 
 def test_data_of_another_library_is_refused(target):

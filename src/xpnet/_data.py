@@ -17,6 +17,7 @@ from xpnet._backend import (
     asarray,
     backend_name,
     device_of,
+    host_numeric,
     is_host_data,
     namespace,
     to_numpy,
@@ -30,13 +31,18 @@ def to_device(data: Any, target: Backend, name: str, dtype: Any = None) -> Array
     transfer); arrays of the model's library must already be on its device;
     arrays of any other library are refused."""
     if is_host_data(data):
-        return asarray(data, target, dtype)
+        return asarray(host_numeric(data, name), target, dtype)
     try:
         xp = namespace(data)
     except TypeError:
         raise TypeError(
             f"{name} must be an array or nested lists, got {type(data).__name__}"
         ) from None
+    if not xp.isdtype(data.dtype, ("bool", "integral", "real floating")):
+        raise TypeError(
+            f"{name} has dtype {data.dtype}; xpnet trains on real numbers (complex values "
+            "would lose their imaginary part)"
+        )
     if xp is not target.xp:
         raise TypeError(
             f"{name} is a {backend_name(xp)} array but the model lives on {target.name}; "
@@ -101,26 +107,7 @@ def targets(model: Any, y: Any, n: int, checks: Checks, name: str = "y") -> Arra
     task = model.loss.task if model.loss is not None else None
     k = model.output_dim
     if task == "sparse":
-        # Host labels stored as floats (1.0, 2.0) cross as floats of the
-        # model's dtype and are checked and cast below.
-        host_float = is_host_data(y) and to_numpy(y).dtype.kind == "f"
-        y = to_device(y, target, name, model._dtype if host_float else None)
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = xp.reshape(y, (-1,))
-        if y.ndim != 1:
-            raise ValueError(
-                f"{name} must hold integer labels of shape (n_samples,), got {tuple(y.shape)}"
-            )
-        if not xp.isdtype(y.dtype, "integral"):
-            checks.fail_if(
-                xp.any(~xp.isfinite(y) | (y != xp.floor(y))),
-                f"{name} labels must be whole numbers",
-            )
-            y = xp.astype(y, xp.int32)
-        checks.fail_if(
-            xp.any((y < 0) | (y >= k)),
-            f"{name} labels must be in [0, {k}) for the {k} outputs of the last layer",
-        )
+        y = _sparse_labels(y, target, k, checks, name)
     else:
         y = to_device(y, target, name, model._dtype)
         if y.ndim == 1 and k == 1:
@@ -141,6 +128,50 @@ def targets(model: Any, y: Any, n: int, checks: Checks, name: str = "y") -> Arra
     if int(y.shape[0]) != n:
         raise ValueError(f"x has {n} samples but {name} has {int(y.shape[0])}")
     return y
+
+
+def _sparse_labels(y: Any, target: Backend, k: int, checks: Checks, name: str) -> Array:
+    """Class indices as int32 on `target`. Float labels (1.0, 2.0) are checked
+    before they are cast (NaN, inf, fractions and huge values would warn or
+    wrap around in the cast): on the host, at once, when they come from the
+    host; on the device, read with the other checks, when they do not."""
+    if is_host_data(y):
+        host = host_numeric(y, name)
+        host_checks = Checks(namespace(host))
+        host = _whole_labels(host, k, host_checks, name)
+        host_checks.raise_first()
+        y = to_device(host, target, name)
+    else:
+        y = _whole_labels(to_device(y, target, name), k, checks, name)
+    xp = target.xp
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = xp.reshape(y, (-1,))
+    if y.ndim != 1:
+        raise ValueError(
+            f"{name} must hold integer labels of shape (n_samples,), got {tuple(y.shape)}"
+        )
+    return y
+
+
+def _whole_labels(y: Array, k: int, checks: Checks, name: str) -> Array:
+    """Check labels in [0, k) and return them as int32; float labels are
+    checked before the cast, and the bad ones replaced so the cast is quiet."""
+    xp = namespace(y)
+    if xp.isdtype(y.dtype, "bool"):
+        y = xp.astype(y, xp.int32)
+    in_range = (y >= 0) & (y < k)  # False for NaN
+    if xp.isdtype(y.dtype, "real floating"):
+        checks.fail_if(xp.any(~xp.isfinite(y)), f"{name} contains NaN or infinite values")
+        checks.fail_if(
+            xp.any(in_range & (y != xp.floor(y))), f"{name} labels must be whole numbers"
+        )
+    checks.fail_if(
+        xp.any(~in_range),
+        f"{name} labels must be in [0, {k}) for the {k} outputs of the last layer",
+    )
+    if xp.isdtype(y.dtype, "integral") and y.dtype == xp.int32:
+        return y
+    return xp.astype(xp.where(in_range, y, xp.zeros_like(y)), xp.int32)
 
 
 def weights(

@@ -13,6 +13,8 @@ Rules the loop keeps (SPEC, "Devices"):
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -99,3 +101,44 @@ class Progress:
             return
         self.bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=False)
         self.bar.close()
+
+
+class DeferredInterrupt:
+    """Within the block, a first Ctrl-C (SIGINT) is held until :meth:`check`,
+    which the batch loop calls between batches, so an interrupted ``fit``
+    never leaves a half-applied update. A second Ctrl-C interrupts at once.
+
+    Only the main thread can handle signals; elsewhere this does nothing and
+    Python's own handling applies.
+    """
+
+    def __init__(self) -> None:
+        self.pending = False
+        self._previous: Any = None
+
+    def __enter__(self) -> DeferredInterrupt:
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.getsignal(signal.SIGINT)
+            if previous is signal.default_int_handler:  # leave custom handlers alone
+                self._previous = previous
+                signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.pending:
+            raise KeyboardInterrupt
+        self.pending = True
+
+    def check(self) -> None:
+        """Raise the held KeyboardInterrupt, if any."""
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+        if self.pending and exc[0] is None:  # arrived after the last batch
+            self.pending = False
+            raise KeyboardInterrupt

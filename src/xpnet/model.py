@@ -13,8 +13,9 @@ learns. ``predict`` applies the activation as usual.
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from xpnet import _data, _training
@@ -26,12 +27,14 @@ from xpnet._backend import (
     Backend,
     asarray,
     backend_of,
+    copy_array,
     default_backend,
     dtype_name,
     float_dtype,
     get_backend,
     host_rng,
     is_host_data,
+    is_host_rng,
     quiet_float_errors,
     to_numpy,
 )
@@ -289,8 +292,17 @@ class Sequential:
         """Train for `epochs` passes over ``(x, y)`` and return the History.
 
         Host data is moved to the model's device once; the batches are cut
-        and shuffled there. If anything raises, the weights and optimizer
-        state are put back exactly as they were before the call.
+        and shuffled there.
+
+        If an exception is raised (bad data, a failing callback, an error in
+        a layer), the model is put back exactly as it was before the call:
+        weights, optimizer state, built or not, backend, and the shuffle and
+        dropout streams, so the next ``fit`` equals that of an untouched
+        twin. ``KeyboardInterrupt`` is different: a Ctrl-C takes effect at
+        the next batch boundary, and the model keeps the weights and
+        optimizer state of every batch finished so far (consistent, and
+        ``fit`` can be called again to resume) before the interrupt
+        propagates.
 
         Parameters
         ----------
@@ -325,22 +337,16 @@ class Sequential:
             if not isinstance(cb, _callbacks.Callback):
                 raise TypeError(f"callbacks must be Callback instances, got {type(cb).__name__}")
 
-        was_built = self.built
-        snapshot = self._snapshot() if was_built else None
-        try:
-            with quiet_float_errors():  # a diverging run shows in its loss, on every backend
-                return self._fit(
-                    x, y, epochs, batch_size, shuffle, validation_split, validation_data,
-                    class_weight, sample_weight, callbacks, verbose, initial_epoch,
-                )  # fmt: skip
-        except Exception:
-            if snapshot is not None:
-                self._restore(snapshot)
-            raise
+        # A diverging run shows in its loss, the same way on every backend.
+        with self._rollback(), quiet_float_errors(), _training.DeferredInterrupt() as interrupt:
+            return self._fit(
+                x, y, epochs, batch_size, shuffle, validation_split, validation_data,
+                class_weight, sample_weight, callbacks, verbose, initial_epoch, interrupt,
+            )  # fmt: skip
 
     def _fit(
         self, x, y, epochs, batch_size, shuffle, validation_split, validation_data,
-        class_weight, sample_weight, callbacks, verbose, initial_epoch,
+        class_weight, sample_weight, callbacks, verbose, initial_epoch, interrupt,
     ):  # fmt: skip
         data = self._prepare(x, y, sample_weight, class_weight)
         val = None
@@ -376,6 +382,9 @@ class Sequential:
         for epoch in range(initial_epoch, initial_epoch + epochs):
             for cb in everything:
                 cb.on_epoch_begin(epoch)
+            # Drop the last epoch's shuffled copy (and the batch view into it)
+            # before making the next: one copy of the data at most besides the caller's.
+            epoch_data = batch = None
             epoch_data = (
                 data.take(_training.permutation(self._shuffle_rng, n, self.target))
                 if shuffle
@@ -397,6 +406,7 @@ class Sequential:
                 progress.advance(logs)
                 for cb in everything:
                     cb.on_train_batch_end(b, logs)
+                interrupt.check()  # a Ctrl-C during the step stops here, between batches
                 if self.stop_training:
                     break
             logs = self._epoch_logs(xp, loss_sum, metric_sums, metrics, seen)
@@ -440,21 +450,23 @@ class Sequential:
     def evaluate(self, x: Any, y: Any, *, sample_weight: Any = None) -> dict[str, float]:
         """The exact loss (sample-weighted mean over all of ``x``) and metrics."""
         self._require_compiled("evaluate")
-        data = self._prepare(x, y, sample_weight)
-        return self._evaluate_data(data, self._metrics())
+        with quiet_float_errors():
+            data = self._prepare(x, y, sample_weight)
+            return self._evaluate_data(data, self._metrics())
 
     def predict(self, x: Any, *, batch_size: int | None = None) -> Array:
         """The model's outputs for `x`, as an array of the model's backend on its device."""
         if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
             raise ValueError(f"batch_size must be an int >= 1 or None, got {batch_size!r}")
-        checks = _data.Checks(self._resolve_target(x).xp)
-        xs = _data.inputs(self, x, checks)
-        checks.raise_first()
-        chunk = batch_size or _PREDICT_CHUNK
-        parts = [
-            self._forward(xs[start:stop, ...], training=False)[0]
-            for start, stop in _training.batches(int(xs.shape[0]), chunk)
-        ]
+        with quiet_float_errors():
+            checks = _data.Checks(self._resolve_target(x).xp)
+            xs = _data.inputs(self, x, checks)
+            checks.raise_first()
+            chunk = batch_size or _PREDICT_CHUNK
+            parts = [
+                self._forward(xs[start:stop, ...], training=False)[0]
+                for start, stop in _training.batches(int(xs.shape[0]), chunk)
+            ]
         return parts[0] if len(parts) == 1 else self.target.xp.concat(parts, axis=0)
 
     def __call__(self, x: Array, *, training: bool = False) -> Array:
@@ -474,9 +486,10 @@ class Sequential:
         model as it was (no per-call copy of the weights is needed).
         """
         self._require_compiled("train_on_batch")
-        data = self._prepare(x, y, sample_weight, class_weight)
-        loss, _ = self._train_step(data)
-        return float(to_numpy(loss))
+        with quiet_float_errors():
+            data = self._prepare(x, y, sample_weight, class_weight)
+            loss, _ = self._train_step(data)
+            return float(to_numpy(loss))
 
     # ------------------------------------------------------------ weights
 
@@ -514,27 +527,40 @@ class Sequential:
         for (layer, name), value in zip(slots, moved, strict=True):
             layer.params[name] = value
 
-    def _snapshot(self) -> tuple[list[Array], dict[str, Any] | None]:
-        xp = self.target.xp
-        params = [xp.asarray(layer.params[name], copy=True) for layer, name in self._parameters()]
-        opt = None
-        if self.optimizer is not None:
-            opt = {
-                "iterations": self.optimizer.iterations,
-                "state": {
-                    key: {s: xp.asarray(a, copy=True) for s, a in slots.items()}
-                    for key, slots in self.optimizer.state.items()
+    @contextlib.contextmanager
+    def _rollback(self) -> Iterator[None]:
+        """Put the whole training state back if the block raises an Exception
+        (not on KeyboardInterrupt, which keeps the batches finished so far)."""
+        saved_model = {
+            key: self.__dict__[key]
+            for key in ("target", "_dtype", "_keys", "history", "stop_training")
+            if key in self.__dict__
+        }
+        shuffle_rng = copy.deepcopy(self._shuffle_rng)
+        layers = [_layer_state(layer) for layer in self.layers]
+        opt = self.optimizer
+        opt_state = None
+        if opt is not None:
+            opt_state = (
+                opt.iterations,
+                {
+                    key: {slot: copy_array(a) for slot, a in slots.items()}
+                    for key, slots in opt.state.items()
                 },
-            }
-        return params, opt
-
-    def _restore(self, snapshot) -> None:
-        params, opt = snapshot
-        for (layer, name), value in zip(self._parameters(), params, strict=True):
-            layer.params[name] = value
-        if opt is not None and self.optimizer is not None:
-            self.optimizer.iterations = opt["iterations"]
-            self.optimizer.state = opt["state"]
+            )
+        try:
+            yield
+        except Exception:
+            for key in ("target", "_dtype", "_keys", "history", "stop_training"):
+                self.__dict__.pop(key, None)
+            self.__dict__.update(saved_model)
+            self._shuffle_rng = shuffle_rng
+            for layer, state in zip(self.layers, layers, strict=True):
+                layer.__dict__.clear()
+                layer.__dict__.update(state)
+            if opt_state is not None:
+                opt.iterations, opt.state = opt_state
+            raise
 
     def to(self, backend: str, device: Any = None) -> Sequential:
         """Move parameters and optimizer state to `backend` / `device`
@@ -632,6 +658,18 @@ class Sequential:
     def __repr__(self) -> str:
         where = "unbuilt" if self.target is None else f"{self.target.name}"
         return f"Sequential({len(self.layers)} layers, {where}, {self.dtype})"
+
+
+def _layer_state(layer: Layer) -> dict[str, Any]:
+    """Everything `layer` holds, with copies of its parameters and random
+    streams, for :meth:`Sequential._rollback` (gradient buffers are scratch)."""
+    state = dict(layer.__dict__)
+    state["params"] = {name: copy_array(value) for name, value in layer.params.items()}
+    state["grads"] = {}
+    for key, value in state.items():
+        if is_host_rng(value):
+            state[key] = copy.deepcopy(value)
+    return state
 
 
 def _host_layer(layer: Layer) -> Layer:

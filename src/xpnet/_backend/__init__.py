@@ -46,15 +46,18 @@ __all__ = [
     "backend",
     "backend_name",
     "backend_of",
+    "copy_array",
     "default_backend",
     "describe_backends",
     "device_of",
     "dtype_name",
     "float_dtype",
     "get_backend",
+    "host_numeric",
     "host_rng",
     "is_device_array",
     "is_host_data",
+    "is_host_rng",
     "is_writeable",
     "isdtype",
     "matmul",
@@ -641,6 +644,47 @@ def to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
+def host_numeric(data: Any, name: str) -> np.ndarray:
+    """`data` (a NumPy array, nested lists, a scalar) as a NumPy array of
+    numbers, refusing what a cast would silently misread.
+
+    Complex numbers would lose their imaginary part, and strings (``"1.5"``)
+    would be parsed; both are refused with a TypeError, as scikit-learn does.
+    Object arrays are accepted only when every element is a number.
+    """
+    host = np.asarray(data)
+    kind = host.dtype.kind
+    if kind == "c":
+        raise TypeError(
+            f"{name} holds complex numbers ({host.dtype}); xpnet trains on real "
+            f"numbers: pass {name}.real or abs({name}) explicitly"
+        )
+    if kind in "USa":
+        raise TypeError(
+            f"{name} holds strings ({host.dtype}), which are not parsed as numbers; "
+            f"convert explicitly, e.g. np.asarray({name}, dtype=float)"
+        )
+    if kind == "O":
+        if not all(isinstance(v, int | float | np.number) for v in host.flat) or any(
+            isinstance(v, complex | np.complexfloating) for v in host.flat
+        ):
+            raise TypeError(f"{name} is an object array whose elements are not all real numbers")
+        host = host.astype(np.float64)
+    elif kind not in "biuf":
+        raise TypeError(f"{name} has dtype {host.dtype}, which is not numeric")
+    return host
+
+
+def copy_array(x: Array) -> Array:
+    """An independent copy of array `x` on its own device."""
+    return namespace(x).asarray(x, copy=True)
+
+
+def is_host_rng(x: Any) -> bool:
+    """Whether `x` is one of the host random generators xpnet draws from."""
+    return isinstance(x, np.random.Generator)
+
+
 def asarray(
     data: Any,
     target: Backend,
@@ -692,6 +736,8 @@ def asarray(
     elif target.name == "torch":
         import torch
 
+        if any(stride < 0 for stride in host.strides):  # x[::-1]: torch has no such views
+            host = np.ascontiguousarray(host)
         out = torch.asarray(host, device=target.device, copy=True if copy else None)
     elif target.name == "cupy":
         with target.device:

@@ -21,7 +21,14 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 from xpnet import layers as _layers
 from xpnet import losses as _losses
 from xpnet import optimizers as _optimizers
-from xpnet._backend import asarray, backend_of, is_device_array, namespace, to_numpy
+from xpnet._backend import (
+    asarray,
+    backend_of,
+    dtype_name,
+    is_device_array,
+    namespace,
+    to_numpy,
+)
 from xpnet.model import Sequential
 
 
@@ -62,6 +69,13 @@ class _XpnetEstimator(BaseEstimator):
             optimizer = _optimizers.get(_optimizers.serialize(optimizer))  # a fresh copy
         optimizer.learning_rate = self.learning_rate
         return optimizer
+
+    def _dtype_for(self, X: Any) -> str:
+        """The explicit `dtype`, else scikit-learn's rule: float32 input stays
+        float32, everything else computes in float64."""
+        if self.dtype is not None:
+            return self.dtype
+        return "float32" if dtype_name(X.dtype) == "float32" else "float64"
 
     def _check_epochs(self) -> None:
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
@@ -105,7 +119,7 @@ class _XpnetEstimator(BaseEstimator):
             self._layers(n_outputs, output_activation),
             backend=self.backend,
             device=self.device,
-            dtype=self.dtype,
+            dtype=self._dtype_for(X),
             seed=self.seed,
         )
         model.compile(loss=loss, optimizer=self._optimizer())

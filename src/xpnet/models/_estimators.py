@@ -18,7 +18,10 @@ _COMMON = """
         ``"sgd"``, ``"adam"``, ``"rmsprop"``, ``"adagrad"``, or an instance
         (its learning rate is replaced by `learning_rate`).
     kernel_initializer : str or Initializer
-    dtype : {"float32", "float64"}
+    dtype : {"float32", "float64"} or None
+        Parameter and computation dtype. None (the default) follows the
+        input, as scikit-learn does: float32 input trains in float32,
+        anything else (float64, integers, lists) in float64.
     backend, device : optional
         Where to train; None trains where the data lives (NumPy for host data).
     seed : int
@@ -52,7 +55,7 @@ class _LinearParams:
         batch_size: int | str | None = None,
         optimizer: Any = "sgd",
         kernel_initializer: Any = "zeros",
-        dtype: str = "float32",
+        dtype: str | None = None,
         backend: str | None = None,
         device: Any = None,
         seed: int = 0,
@@ -135,7 +138,7 @@ class _MLPParams(_LinearParams):
         batch_size: int | str | None = "auto",
         optimizer: Any = "sgd",
         kernel_initializer: Any = "glorot_uniform",
-        dtype: str = "float32",
+        dtype: str | None = None,
         backend: str | None = None,
         device: Any = None,
         seed: int = 0,
