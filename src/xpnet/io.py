@@ -2,7 +2,9 @@
 
 The format never uses pickle: the JSON says which layers to build and the
 arrays are plain numbers, read with ``allow_pickle=False``, so loading an
-untrusted file cannot run code. Writes are atomic: the archive is written to
+untrusted file cannot run code. A damaged or malformed file is a ValueError
+naming the problem, found before anything large is allocated (the checks
+are in :mod:`xpnet._io_checks`). Writes are atomic: the archive is written to
 a temporary file in the same folder, flushed to disk, then renamed over the
 target, so a crash mid-save leaves the previous file untouched.
 """
@@ -12,20 +14,28 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import secrets
 import zipfile
+from collections.abc import Callable
 from typing import Any
 
+from xpnet import _io_checks as _checks
 from xpnet import layers as _layers
 from xpnet import losses as _losses
 from xpnet import optimizers as _optimizers
-from xpnet._backend import BACKENDS, available_backends, default_backend, read_npy, write_npy
+from xpnet._backend import (
+    BACKENDS,
+    FLOAT_DTYPES,
+    available_backends,
+    default_backend,
+    read_npy,
+    write_npy,
+)
+from xpnet._io_checks import CONFIG, FORMAT, VERSION, array_member, problem, zip_errors
+from xpnet._validation import check_choice
 from xpnet.model import Sequential
 
 __all__ = ["load_model", "save_model"]
-
-FORMAT = "xpnet-model"
-VERSION = 1
 
 
 def save_model(model: Sequential, path: str | os.PathLike[str]) -> None:
@@ -57,14 +67,13 @@ def save_model(model: Sequential, path: str | os.PathLike[str]) -> None:
         "compile": compiled,
         "arrays": [name for name, _ in arrays],
     }
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".xpnet-", suffix=".tmp", dir=folder)
+    fd, tmp = _create_temporary(os.path.dirname(os.path.abspath(path)))
     try:
         with os.fdopen(fd, "wb") as raw:
             with zipfile.ZipFile(raw, "w", zipfile.ZIP_STORED) as archive:
-                archive.writestr("config.json", json.dumps(config, indent=2))
+                archive.writestr(CONFIG, json.dumps(config, indent=2))
                 for i, (_, value) in enumerate(arrays):
-                    with archive.open(f"arrays/{i}.npy", "w") as member:
+                    with archive.open(array_member(i), "w") as member:
                         write_npy(member, value)
             raw.flush()
             os.fsync(raw.fileno())
@@ -75,10 +84,30 @@ def save_model(model: Sequential, path: str | os.PathLike[str]) -> None:
         raise
 
 
+def _create_temporary(folder: str) -> tuple[int, str]:
+    """Create a new, empty temporary file in `folder`; return ``(fd, path)``.
+
+    Unlike ``tempfile.mkstemp`` (always 0600), the file is created with mode
+    0666, which the kernel narrows by the user's umask, so the saved model
+    gets the permissions any other new file would (typically 0644). Reading
+    the umask would mean setting it, which races with other threads.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = os.path.join(folder, f".xpnet-{secrets.token_hex(8)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:  # a name already taken: draw another
+            continue
+
+
 def load_model(
     path: str | os.PathLike[str], backend: str | None = None, device: Any = None
 ) -> Sequential:
     """Load a model saved by :meth:`Sequential.save`.
+
+    The whole file is checked before anything large is allocated; a damaged
+    or malformed file raises ValueError naming the problem.
 
     Parameters
     ----------
@@ -88,52 +117,121 @@ def load_model(
     device : optional
     """
     path = os.fspath(path)
+    size = os.stat(path).st_size
     try:
         archive = zipfile.ZipFile(path)
-    except zipfile.BadZipFile:
-        raise ValueError(f"{path!r} is not an xpnet model file") from None
+    except (zipfile.BadZipFile, EOFError, ValueError, NotImplementedError) as exc:
+        raise ValueError(f"{path!r} is not an xpnet model file (unreadable as zip: {exc})") from exc
     with archive:
-        try:
-            config = json.loads(archive.read("config.json"))
-        except KeyError:
-            raise ValueError(f"{path!r} is not an xpnet model file (no config.json)") from None
-        if config.get("format") != FORMAT:
-            raise ValueError(f"{path!r} is not an xpnet model file")
-        if config.get("version", 0) > VERSION:
-            raise ValueError(f"{path!r} was written by a newer xpnet (format {config['version']})")
+        _checks.check_directory(archive, path, size)
+        config = _read_config(archive, path)
         names = config["arrays"]
-        values = {}
-        for i, name in enumerate(names):
-            with archive.open(f"arrays/{i}.npy") as member:
-                values[name] = read_npy(member)
+        _checks.check_members(archive, path, len(names))
+        shapes = dict(zip(names, _array_shapes(archive, names, path), strict=True))
+        parts = _rebuild_parts(config, shapes, path)
+        values = [_read_array(archive, i, path) for i in range(len(names))]
+    return _assemble(config, parts, dict(zip(names, values, strict=True)), backend, device, path)
 
+
+def _read_config(archive: zipfile.ZipFile, path: str) -> dict[str, Any]:
+    if CONFIG not in archive.namelist():
+        raise problem(path, f"missing member {CONFIG}")
+    with zip_errors(path, CONFIG):
+        raw = archive.read(CONFIG)
+    try:
+        config = json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise problem(path, f"{CONFIG} is not valid JSON ({exc})") from exc
+    _checks.check_config(config, path)
+    return config
+
+
+def _array_shapes(archive: zipfile.ZipFile, names: list[str], path: str) -> list[_checks.Shape]:
+    """Every array's shape, from the ``.npy`` headers alone."""
+    shapes = []
+    for i, name in enumerate(names):
+        member = array_member(i)
+        with zip_errors(path, member), archive.open(member) as stream:
+            info = archive.getinfo(member)
+            shapes.append(_checks.npy_shape(stream, info, f"{member} ({name})", path))
+    return shapes
+
+
+def _read_array(archive: zipfile.ZipFile, i: int, path: str) -> Any:
+    member = array_member(i)
+    with zip_errors(path, member), archive.open(member) as stream:
+        value = read_npy(stream)
+        if stream.read(1):  # also makes zipfile check the CRC of the whole member
+            raise problem(path, f"member {member} has data after its array")
+    return value
+
+
+def _build(path: str, what: str, make: Callable[..., Any], *args: Any) -> Any:
+    """Call a constructor with settings from the file; its refusals name `what`."""
+    try:
+        return make(*args)
+    except KeyError as exc:
+        raise problem(path, f"{what}: missing setting {exc}") from exc
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise problem(path, f"{what}: {exc}") from exc
+
+
+def _rebuild_parts(
+    config: dict[str, Any], shapes: dict[str, _checks.Shape], path: str
+) -> dict[str, Any]:
+    """Layers, loss and optimizer from the config, and the shapes of the
+    arrays checked against them; nothing is built or allocated yet."""
+    spec = config["model"]
+    _build(path, "model['dtype']", check_choice, "dtype", spec["dtype"], FLOAT_DTYPES)
+    layers = [
+        _build(path, f"model['layers'][{i}] ({item['class_name']})", _layers.from_config,
+               item["class_name"], item["config"])
+        for i, item in enumerate(spec["layers"])
+    ]  # fmt: skip
+    expected = _build(path, "model['layers']", _checks.parameter_shapes, layers, spec["input_dim"])
+    params = {n[len("params/") :]: s for n, s in shapes.items() if n.startswith("params/")}
+    _checks.check_parameters(params, expected, path)
+    parts: dict[str, Any] = {"layers": layers, "loss": None, "optimizer": None}
+    compiled = config["compile"]
+    if compiled is not None:
+        parts["loss"] = _build(path, "compile['loss']", _losses.get, compiled["loss"])
+        optimizer = _build(path, "compile['optimizer']", _optimizers.get, compiled["optimizer"])
+        state = {n[len("optimizer/") :]: s for n, s in shapes.items() if n.startswith("optimizer/")}
+        _checks.check_optimizer_state(state, expected, tuple(optimizer._slots), path)
+        parts["optimizer"] = optimizer
+    return parts
+
+
+def _assemble(
+    config: dict[str, Any],
+    parts: dict[str, Any],
+    values: dict[str, Any],
+    backend: str | None,
+    device: Any,
+    path: str,
+) -> Sequential:
+    """Build the checked model on its backend and load its arrays."""
     if backend is None and default_backend() is None:
-        saved = config.get("backend")
+        saved = config["backend"]
         backend = saved if saved in BACKENDS and saved in available_backends() else "numpy"
     spec = config["model"]
     model = Sequential(
-        [_layers.from_config(item["class_name"], item["config"]) for item in spec["layers"]],
-        backend=backend,
-        device=device,
-        dtype=spec["dtype"],
-        seed=spec["seed"],
+        parts["layers"], backend=backend, device=device, dtype=spec["dtype"], seed=spec["seed"],
         name=spec["name"],
-    )
+    )  # fmt: skip
     model.build(spec["input_dim"])
-    model.set_weights([values[n] for n in names if n.startswith("params/")])
-    compiled = config.get("compile")
+    model.set_weights([v for n, v in values.items() if n.startswith("params/")])
+    compiled = config["compile"]
     if compiled is not None:
-        model.compile(
-            loss=_losses.get(compiled["loss"]),
-            optimizer=_optimizers.get(compiled["optimizer"]),
-            metrics=compiled["metrics"],
+        _build(
+            path, "compile", model.compile, parts["loss"], parts["optimizer"], compiled["metrics"]
         )
         slots: dict[str, dict[str, Any]] = {}
-        for name in names:
+        for name, value in values.items():
             if name.startswith("optimizer/"):
                 key, slot = name[len("optimizer/") :].rsplit("/", 1)
-                slots.setdefault(key, {})[slot] = values[name]
+                slots.setdefault(key, {})[slot] = value
         model.optimizer.set_state(
-            {"iterations": compiled["iterations"], "slots": slots}, model.target
+            {"iterations": compiled["iterations"], "slots": slots}, model.target, dtype=model.dtype
         )
     return model

@@ -215,11 +215,12 @@ class Optimizer:
             },
         }
 
-    def set_state(self, state: dict[str, Any], target: Backend) -> None:
-        """Load :meth:`get_state` output onto `target`."""
+    def set_state(self, state: dict[str, Any], target: Backend, dtype: str | None = None) -> None:
+        """Load :meth:`get_state` output onto `target` (cast to `dtype`, the
+        parameters' dtype, when given)."""
         self.iterations = int(state["iterations"])
         self.state = {
-            key: {name: asarray(a, target, copy=True) for name, a in slots.items()}
+            key: {name: asarray(a, target, dtype, copy=True) for name, a in slots.items()}
             for key, slots in state["slots"].items()
         }
 
