@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -193,6 +194,67 @@ def test_logsumexp_extremes(dtype, make):
 def test_logsumexp_of_all_minus_infinity_is_minus_infinity(make, xp):
     out = F.logsumexp(make([[-math.inf, -math.inf], [0.0, -math.inf]]), axis=1)
     assert_close(out, [-math.inf, 0.0])
+
+
+def test_logsumexp_of_a_nan_row_is_nan(make, xp):
+    out = F.logsumexp(make([[math.nan, 0.0], [-math.inf, 0.0]]), axis=1)
+    assert_close(out, [math.nan, 0.0])
+
+
+INF = math.inf
+# Rows with no defined softmax (all -inf, +inf, NaN) give NaN, as in PyTorch;
+# a -inf entry beside finite ones gets probability 0 and log-probability -inf.
+SOFTMAX_EDGES = [[-INF, -INF, -INF], [INF, 0.0, -INF], [math.nan, 0.0, 1.0], [-INF, 0.0, 1e4]]
+SOFTMAX_EDGES_EXPECTED = {
+    "softmax": [[math.nan] * 3, [math.nan] * 3, [math.nan] * 3, [0.0, 0.0, 1.0]],
+    "log_softmax": [[math.nan] * 3, [math.nan] * 3, [math.nan] * 3, [-INF, -1e4, 0.0]],
+}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", sorted(SOFTMAX_EDGES_EXPECTED))
+def test_softmax_family_of_non_finite_rows_is_nan_without_warning(name, dtype, make, xp):
+    x = make(SOFTMAX_EDGES, dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = getattr(F, name)(x)
+        dx = getattr(F, name + "_backward")(make(np.ones((4, 3)), dtype), x, y)
+    assert_like(y, x)
+    assert_like(dx, x)
+    assert_close(y, SOFTMAX_EDGES_EXPECTED[name], rtol=0)
+    assert bool(xp.all(xp.isfinite(dx[3, :])))
+
+
+def test_softmax_family_matches_torch_on_non_finite_rows(make):
+    torch = pytest.importorskip("torch")
+    host = np.array(SOFTMAX_EDGES)
+    for name, fn in (("softmax", torch.softmax), ("log_softmax", torch.log_softmax)):
+        expected = fn(torch.tensor(host), dim=-1).numpy()
+        assert_close(getattr(F, name)(make(host)), expected, rtol=0)
+
+
+# Elementwise activations at +-inf: exact limits, no warning.
+INFINITE_LIMITS = {
+    "sigmoid": [1.0, 0.0],
+    "log_sigmoid": [0.0, -INF],
+    "softplus": [INF, 0.0],
+    "tanh": [1.0, -1.0],
+    "elu": [INF, -1.0],
+    "relu": [INF, 0.0],
+}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", sorted(INFINITE_LIMITS))
+def test_activations_at_infinity_are_exact_without_warning(name, dtype, make, xp):
+    x = make([INF, -INF], dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = getattr(F, name)(x)
+        dx = getattr(F, name + "_backward")(make([1.0, 1.0], dtype), x, y)
+    assert_like(y, x)
+    assert_close(y, INFINITE_LIMITS[name], rtol=0)
+    assert bool(xp.all(xp.isfinite(dx)))
 
 
 def test_softmax_axis_zero(make):

@@ -204,6 +204,131 @@ def test_softmax_ce_is_exact_at_extreme_logits(big, dtype, make):
     assert_close(one_hot_grad, xn.to_numpy(grad), rtol=0)
 
 
+# ------------------------------------------- zero targets at infinite logits
+# 0 * log p counts as 0 where y = 0, in value and gradient, also where log p
+# is -inf (a masked class). float64 references are written from the formula.
+
+TOL = {"float32": {"rtol": 2e-6, "atol": 1e-7}, "float64": {"rtol": 1e-12, "atol": 1e-15}}
+INF = np.inf
+MASKED = [[-INF, 1.0, 2.0], [1e4, -INF, -1e4], [0.5, -INF, -INF], [-1e4, 1e4, -INF]]
+MASKED_LABELS = [1, 0, 0, 1]
+
+
+def _host(data, dtype):
+    """`data` rounded to `dtype`, then widened for a float64 reference."""
+    return np.asarray(data, dtype=dtype).astype(np.float64)
+
+
+def _ref_log_softmax(z):
+    m = z.max(axis=1, keepdims=True)
+    return z - m - np.log(np.exp(z - m).sum(axis=1, keepdims=True))
+
+
+def _ref_softmax_ce(z, y):
+    """Per-sample ``-sum_{y > 0} y log softmax(z)`` and ``softmax(z) sum(y) - y``."""
+    log_p = _ref_log_softmax(z)
+    loss = -np.where(y > 0, y * np.where(y > 0, log_p, 0.0), 0.0).sum(axis=1)
+    return loss, np.exp(log_p) * y.sum(axis=1, keepdims=True) - y
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_softmax_ce_one_hot_at_minus_inf_logits_matches_labels(dtype, make):
+    z = make(MASKED, dtype)
+    one_hot = make(np.eye(3)[MASKED_LABELS], dtype)
+    labels = make(MASKED_LABELS, "int64")
+    loss, grad = F.softmax_cross_entropy_with_logits(z, one_hot, reduction="none")
+    expected_loss, expected_grad = _ref_softmax_ce(_host(MASKED, dtype), np.eye(3)[MASKED_LABELS])
+    assert_like(loss, z)
+    assert_like(grad, z)
+    assert_close(loss, expected_loss, **TOL[dtype])
+    assert_close(grad, expected_grad, **TOL[dtype])
+    for reduction in ("mean", "sum"):  # the sparse fast path for integer labels
+        a, ga = F.softmax_cross_entropy_with_logits(z, one_hot, reduction=reduction)
+        b, gb = F.softmax_cross_entropy_with_logits(z, labels, reduction=reduction)
+        assert a.dtype == z.dtype  # NumPy gives a NumPy scalar here, not a 0-d array
+        assert_close(a, xn.to_numpy(b), **TOL[dtype])
+        assert_close(ga, xn.to_numpy(gb), **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_softmax_ce_soft_targets_at_minus_inf_logits(dtype, make, xp):
+    y = np.array([[0.0, 0.25, 0.75], [0.5, 0.0, 0.5], [1.0, 0.0, 0.0], [0.0, 0.5, 0.0]])
+    z = make(MASKED, dtype)
+    w = make(WEIGHTS[:4], dtype)
+    loss, grad = F.softmax_cross_entropy_with_logits(z, make(y, dtype), sample_weight=w)
+    ref_loss, ref_grad = _ref_softmax_ce(_host(MASKED, dtype), y)
+    weights = _host(WEIGHTS[:4], dtype)
+    assert_like(grad, z)
+    assert bool(xp.all(xp.isfinite(grad)))
+    assert_close(loss, (weights * ref_loss).mean(), **TOL[dtype])
+    assert_close(grad, ref_grad * weights[:, None] / 4, **TOL[dtype])
+
+
+def test_softmax_ce_positive_target_at_minus_inf_logit_is_inf(make):
+    z = make([[-INF, 0.0], [-INF, 0.0]])
+    loss, grad = F.softmax_cross_entropy_with_logits(
+        z, make([[1.0, 0.0], [0.5, 0.5]]), reduction="none"
+    )
+    labels_loss, labels_grad = F.softmax_cross_entropy_with_logits(z, make([0, 0], "int64"))
+    assert_close(loss, [INF, INF])
+    assert_close(labels_loss, INF)
+    assert_close(grad, [[-1.0, 1.0], [-0.5, 0.5]])
+    assert_close(labels_grad, [[-0.5, 0.5], [-0.5, 0.5]])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_bce_with_logits_infinite_logits_are_exact(dtype, make, xp):
+    z_host = [-INF, INF, -INF, INF, -INF, 1e4, -1e4, 1e4, 0.3]
+    y_host = [0.0, 1.0, 1.0, 0.0, 0.5, 1.0, 0.0, 0.25, 0.25]
+    z = make(z_host, dtype)
+    loss, grad = F.binary_cross_entropy_with_logits(z, make(y_host, dtype), reduction="none")
+    zr, yr = _host(z_host[-1:], dtype), _host(y_host[-1:], dtype)
+    p = 1.0 / (1.0 + np.exp(-zr))
+    last = -(yr * np.log(p) + (1 - yr) * np.log(1 - p))
+    expected_loss = [0.0, 0.0, INF, INF, INF, 0.0, 0.0, 7.5e3, last[0]]
+    expected_grad = [0.0, 0.0, -1.0, 1.0, -0.5, 0.0, 0.0, 0.75, (p - yr)[0]]
+    assert_like(loss, z)
+    assert_like(grad, z)
+    assert_close(loss, expected_loss, **TOL[dtype])
+    assert_close(grad, expected_grad, **TOL[dtype])
+    # Exact rows give exactly 0 (no rounding at the masked entries).
+    assert_close(loss[:2], [0.0, 0.0], rtol=0)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_kl_divergence_zero_target_adds_nothing(dtype, make):
+    y = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [0.2, 0.3, 0.5]])
+    p_host = [[0.5, 0.5, 0.0], [0.25, 0.25, 0.5], [0.2, 0.3, 0.5]]
+    p = make(p_host, dtype)
+    loss, grad = F.kl_divergence(p, make(y, dtype), reduction="none")
+    ph = _host(p_host, dtype)
+    safe = np.where(y > 0, ph, 1.0)
+    expected = np.where(y > 0, y * np.log(np.where(y > 0, y, 1.0) / safe), 0.0).sum(axis=1)
+    assert_like(loss, p)
+    assert_like(grad, p)
+    assert_close(loss, expected, **TOL[dtype])
+    assert_close(grad, np.where(y > 0, -y / safe, 0.0), **TOL[dtype])
+    assert np.all(xn.to_numpy(grad)[y == 0] == 0.0)  # exactly, not eps / p
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_probability_ces_zero_target_at_zero_probability(dtype, make, xp):
+    """Clipping already keeps ``log p`` finite: ``0 * log p`` is exactly 0."""
+    p_host = [[0.0, 1.0, 0.0], [0.25, 0.75, 0.0], [0.5, 0.0, 0.5]]
+    labels = [1, 0, 2]
+    p = make(p_host, dtype)
+    a, ga = F.categorical_cross_entropy(p, make(np.eye(3)[labels], dtype), reduction="none")
+    b, gb = F.categorical_cross_entropy(p, make(labels, "int64"), reduction="none")
+    assert_like(ga, p)
+    assert_close(a, xn.to_numpy(b), rtol=0)
+    assert_close(ga, xn.to_numpy(gb), rtol=0)
+    eps = np.finfo(dtype).eps
+    clipped = np.clip(_host(p_host, dtype), eps, 1 - eps)
+    assert_close(a, -np.log(clipped[np.arange(3), labels]), **TOL[dtype])
+    loss, grad = F.binary_cross_entropy(p, make(np.eye(3)[labels], dtype), reduction="none")
+    assert bool(xp.all(xp.isfinite(loss))) and bool(xp.all(xp.isfinite(grad)))
+
+
 def test_probability_losses_are_finite_at_zero_and_one(make, xp):
     p = make([[0.0, 1.0], [1.0, 0.0]])
     y = make([[1.0, 0.0], [1.0, 0.0]])

@@ -291,19 +291,29 @@ def logsumexp(x: Array, axis: int = -1, keepdims: bool = False) -> Array:
     xp = _float_namespace(x)
     m = xp.max(x, axis=axis, keepdims=True)
     # A row of -inf would give inf - inf = nan; shift by 0 there instead, and
-    # answer -inf without asking log for log(0) (which warns on NumPy).
+    # answer -inf without asking log for log(0) (which warns on NumPy); NaN stays NaN.
     m = xp.where(xp.isfinite(m), m, 0.0)
     s = xp.sum(xp.exp(x - m), axis=axis, keepdims=True)
-    positive = s > 0
-    out = m + xp.where(positive, xp.log(xp.where(positive, s, 1.0)), -math.inf)
+    empty = s == 0
+    out = m + xp.where(empty, -math.inf, xp.log(xp.where(empty, 1.0, s)))
     return out if keepdims else xp.squeeze(out, axis=axis)
 
 
+def _shift_by_max(xp: Namespace, x: Array, axis: int) -> Array:
+    """``x - max(x)`` along `axis`; a slice whose max is not finite (all -inf,
+    or holding +inf or NaN) is shifted by NaN: all NaN, as in PyTorch, without
+    the ``inf - inf`` or ``0 / 0`` that warn on NumPy."""
+    m = reduce_max(xp, x, axis=axis, keepdims=True)
+    return x - xp.where(xp.isfinite(m), m, math.nan)
+
+
 def softmax(x: Array, axis: int = -1) -> Array:
-    """``exp(x) / sum(exp(x))`` along `axis`, shifted by the max for stability."""
+    """``exp(x) / sum(exp(x))`` along `axis`, shifted by the max for stability.
+    A -inf entry gets 0; a slice of all -inf (or holding +inf or NaN) gives NaN,
+    as ``torch.softmax`` does, without a NumPy warning."""
     xp = _float_namespace(x)
-    e = xp.exp(x - xp.max(x, axis=axis, keepdims=True))
-    return e / xp.sum(e, axis=axis, keepdims=True)
+    e = xp.exp(_shift_by_max(xp, x, axis))
+    return e / reduce_sum(xp, e, axis=axis, keepdims=True)
 
 
 def softmax_backward(dy: Array, x: Array, y: Array, axis: int = -1) -> Array:
@@ -313,8 +323,13 @@ def softmax_backward(dy: Array, x: Array, y: Array, axis: int = -1) -> Array:
 
 
 def log_softmax(x: Array, axis: int = -1) -> Array:
-    """``x - logsumexp(x)`` along `axis`."""
-    return x - logsumexp(x, axis=axis, keepdims=True)
+    """``x - logsumexp(x)`` along `axis`, as ``s - log(sum(exp(s)))`` with
+    ``s = x - max(x)``. A -inf entry gives -inf; a slice of all -inf (or one
+    holding +inf or NaN) gives NaN, as in PyTorch, without a NumPy warning.
+    """
+    xp = _float_namespace(x)
+    shifted = _shift_by_max(xp, x, axis)
+    return shifted - xp.log(reduce_sum(xp, xp.exp(shifted), axis=axis, keepdims=True))
 
 
 def log_softmax_backward(dy: Array, x: Array, y: Array, axis: int = -1) -> Array:
@@ -462,6 +477,8 @@ def binary_cross_entropy_with_logits(
     ``-(y log p + (1 - y) log(1 - p))`` with ``p = sigmoid(z)`` but never takes
     the log of a rounded-off 0. Each sample's loss is the mean over its
     outputs. The gradient w.r.t. the logits is ``(sigmoid(z) - y) / size``.
+    Infinite logits are exact: ``z = -inf, y = 0`` and ``z = +inf, y = 1`` add
+    0 (``0 log 0 = 0``), a wrong infinite logit adds inf.
 
     Parameters
     ----------
@@ -485,9 +502,14 @@ def binary_cross_entropy_with_logits(
     (5000.0, [0.5, 0.0])
     """
     xp, y = _prepare(logits, y_true, "logits")
-    e = xp.exp(-xp.abs(logits))
-    elementwise = xp.maximum(logits, 0.0) - y * logits + xp.log1p(e)
-    p = xp.where(logits >= 0, 1.0, e) / (1.0 + e)
+    a = xp.abs(logits)
+    e = xp.exp(-a)
+    positive = logits >= 0
+    # softplus(z) - y z = w |z| + log1p(e), w = 1 - y for z >= 0 and y below;
+    # w = 0 adds 0 also at an infinite logit, where w |z| would be 0 * inf = nan.
+    w = xp.where(positive, 1.0 - y, y)
+    elementwise = w * xp.where(w != 0, a, 0.0) + xp.log1p(e)
+    p = xp.where(positive, 1.0, e) / (1.0 + e)
     return _reduce(xp, elementwise, p - y, reduction, sample_weight)
 
 
@@ -503,6 +525,8 @@ def softmax_cross_entropy_with_logits(
     Per sample ``-sum_j y_j log_softmax(z)_j = sum(y) * logsumexp(z) - y . z``,
     exact for logits of any finite size. The gradient is
     ``softmax(z) * sum(y) - y``, i.e. ``p - y`` for targets that sum to 1.
+    A class with ``y_j = 0`` adds 0 to the loss and gradient even when its
+    logit is -inf (a masked class), the same as integer labels.
 
     Parameters
     ----------
@@ -529,14 +553,15 @@ def softmax_cross_entropy_with_logits(
     if isdtype(xp, y_true.dtype, "integral") and sample_weight is None and reduction != "none":
         return _sparse_softmax_cross_entropy(xp, logits, y_true, reduction)
     y = _class_targets(xp, logits, y_true)
-    m = xp.max(logits, axis=-1, keepdims=True)
-    shifted = logits - m
+    shifted = _shift_by_max(xp, logits, -1)
     e = xp.exp(shifted)
-    total = xp.sum(e, axis=-1, keepdims=True)
-    log_p = shifted - xp.log(total)
-    y_sum = xp.sum(y, axis=-1, keepdims=True)
+    total = reduce_sum(xp, e, axis=-1, keepdims=True)
+    y_sum = reduce_sum(xp, y, axis=-1, keepdims=True)
+    # y . shifted with 0 where y = 0: a -inf logit there would give 0 * -inf = nan
+    y_dot = reduce_sum(xp, y * xp.where(y != 0, shifted, 0.0), axis=-1)
+    losses = y_sum[:, 0] * xp.log(total[:, 0]) - y_dot
     grad = (e / total) * y_sum - y
-    return _reduce(xp, -(y * log_p), grad, reduction, sample_weight, per_sample="sum")
+    return _reduce(xp, losses, grad, reduction, sample_weight)
 
 
 _CLASS_INDICES: dict[tuple, Array] = {}
@@ -688,16 +713,18 @@ def kl_divergence(
 ) -> tuple[Array, Array]:
     """Kullback-Leibler divergence ``sum_j y_j log(y_j / p_j)`` per sample.
 
-    Both distributions are clipped to ``[eps, 1]`` as in Keras, so a zero in
-    either contributes a finite amount.
+    Both distributions are clipped to ``[eps, 1]`` as in Keras, so a zero
+    prediction contributes a finite amount; a zero target contributes exactly
+    0 (``0 log 0 = 0``, as in PyTorch) and no gradient.
     """
     xp, y = _prepare(y_pred, y_true)
     eps = xp.finfo(y_pred.dtype).eps
-    y = xp.clip(y, eps, 1.0)
+    y_log = xp.clip(y, eps, 1.0)
+    y = xp.where(y != 0, y_log, 0.0)
     p = xp.clip(y_pred, eps, 1.0)
     inside = (y_pred > eps) & (y_pred < 1.0)
     grad = xp.where(inside, -y / p, 0.0)
-    return _reduce(xp, y * xp.log(y / p), grad, reduction, sample_weight, per_sample="sum")
+    return _reduce(xp, y * xp.log(y_log / p), grad, reduction, sample_weight, per_sample="sum")
 
 
 def huber(
