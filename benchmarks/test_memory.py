@@ -34,11 +34,11 @@ def step_peak_ratio(size: str = "L", dtype: str = "float32") -> tuple[int, int]:
             optimizer=xn.optimizers.SGD(1e-3),
         )
         model.build(widths[0])
-        data = model._prepare(x, y)
+        data = model.prepare(x, y)
         for _ in range(2):  # gradient buffers exist after the first step
-            model._train_step(data)
+            model.train_step(data.x, data.y)
         tracemalloc.reset_peak()
-        model._train_step(data)
+        model.train_step(data.x, data.y)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import xpnet as xn
 from conftest import assert_close
-from xpnet import _backend, layers
+from xpnet import _backend, _saving, layers
 from xpnet import io as xio
 
 rng = np.random.default_rng(3)
@@ -86,7 +86,7 @@ def test_a_crash_mid_save_leaves_the_old_file_intact(tmp_path, monkeypatch):
             raise OSError("disk full")
         _backend.write_npy(fileobj, array)
 
-    monkeypatch.setattr(xio, "write_npy", crash)
+    monkeypatch.setattr(_saving, "write_npy", crash)
     with pytest.raises(OSError, match="disk full"):
         model.save(path)
     assert path.read_bytes() == before

@@ -240,8 +240,8 @@ def test_no_host_transfer_inside_the_batch_loop(monkeypatch):
     for batch_size in (40, 2):  # 1 batch per epoch vs 20
         model = classifier(_backend.get_backend("array_api_strict", "device1"))
         model.build(4)
-        x = _backend.asarray(X, model.target, "float64")
-        y = _backend.asarray(Y_CLASS, model.target)
+        x = _backend.asarray(X, model.placement, "float64")
+        y = _backend.asarray(Y_CLASS, model.placement)
         counter = _CountingArray(monkeypatch)
         model.fit(x, y, epochs=3, batch_size=batch_size, verbose=0)
         counts[batch_size] = counter.count

@@ -63,7 +63,7 @@ def test_a_failed_fit_on_an_unbuilt_model_keeps_its_backend_open():
     model.compile(loss="sparse_categorical_crossentropy", optimizer="sgd")
     with pytest.raises(ValueError, match="labels must be in"):
         model.fit(X, Y_CLASS + 5, verbose=0)
-    assert model.target is None and not model.built
+    assert model.placement is None and not model.built
 
 
 @pytest.mark.parametrize("built", [False, True], ids=["unbuilt", "built"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from xpnet._backend import (
@@ -23,15 +24,28 @@ from xpnet._backend import (
     to_numpy,
 )
 from xpnet._training import Data
-from xpnet._typing import Array
+from xpnet._typing import Array, DType
 
 
-def to_device(data: Any, target: Backend, name: str, dtype: Any = None) -> Array:
-    """Return `data` as an array on `target`: host data is moved (one
+@dataclass(frozen=True)
+class Spec:
+    """What a model expects of its data: where it lives, its dtype, the
+    loss's task (``"binary"``, ``"categorical"``, ``"sparse"`` or None),
+    the number of outputs, and the loss's name for messages."""
+
+    backend: Backend
+    dtype: DType
+    task: str | None = None
+    n_outputs: int = 1
+    loss_name: str = "the loss"
+
+
+def to_device(data: Any, backend: Backend, name: str, dtype: Any = None) -> Array:
+    """Return `data` as an array on `backend`: host data is moved (one
     transfer); arrays of the model's library must already be on its device;
     arrays of any other library are refused."""
     if is_host_data(data):
-        return asarray(host_numeric(data, name), target, dtype)
+        return asarray(host_numeric(data, name), backend, dtype)
     try:
         xp = namespace(data)
     except TypeError:
@@ -43,14 +57,14 @@ def to_device(data: Any, target: Backend, name: str, dtype: Any = None) -> Array
             f"{name} has dtype {data.dtype}; xpnet trains on real numbers (complex values "
             "would lose their imaginary part)"
         )
-    if xp is not target.xp:
+    if xp is not backend.xp:
         raise TypeError(
-            f"{name} is a {backend_name(xp)} array but the model lives on {target.name}; "
+            f"{name} is a {backend_name(xp)} array but the model lives on {backend.name}; "
             f"convert it (xpnet.to_numpy) or move the model (model.to({backend_name(xp)!r}))"
         )
-    if device_of(data) != target.device:
+    if device_of(data) != backend.device:
         raise ValueError(
-            f"{name} is on device {device_of(data)!r} but the model is on {target.device!r}; "
+            f"{name} is on device {device_of(data)!r} but the model is on {backend.device!r}; "
             "move one of them"
         )
     if dtype is not None and data.dtype != dtype:
@@ -80,36 +94,28 @@ class Checks:
                 raise ValueError(message)
 
 
-def inputs(model: Any, x: Any, checks: Checks | None, name: str = "x") -> Array:
-    target = model._resolve_target(x)
-    x = to_device(x, target, name, model._dtype)
+def features(x: Any, spec: Spec, checks: Checks | None, name: str = "x") -> Array:
+    """`x` as a 2-D, non-empty array of the model's dtype on its device;
+    NaN/inf are flagged in `checks` (None skips the value check)."""
+    x = to_device(x, spec.backend, name, spec.dtype)
     if x.ndim != 2:
         raise ValueError(f"{name} must have shape (n_samples, n_features), got {tuple(x.shape)}")
     if x.shape[0] == 0:
         raise ValueError(f"{name} is empty: shape {tuple(x.shape)}")
-    if not model.built:
-        model.build(int(x.shape[1]))
-    elif int(x.shape[1]) != model.input_dim:
-        first = model.layers[0]
-        raise ValueError(
-            f"layer {first.name!r} expects {model.input_dim} input features, got "
-            f"{name} of shape {tuple(x.shape)}"
-        )
     if checks is not None:
-        xp = target.xp
+        xp = spec.backend.xp
         checks.fail_if(xp.any(~xp.isfinite(x)), f"{name} contains NaN or infinite values")
     return x
 
 
-def targets(model: Any, y: Any, n: int, checks: Checks, name: str = "y") -> Array:
-    target = model.target
-    xp = target.xp
-    task = model.loss.task if model.loss is not None else None
-    k = model.output_dim
+def targets(y: Any, spec: Spec, n: int, checks: Checks, name: str = "y") -> Array:
+    """`y` checked against the loss's task and the model's outputs."""
+    backend, task, k = spec.backend, spec.task, spec.n_outputs
+    xp = backend.xp
     if task == "sparse":
-        y = _sparse_labels(y, target, k, checks, name)
+        y = _sparse_labels(y, backend, k, checks, name)
     else:
-        y = to_device(y, target, name, model._dtype)
+        y = to_device(y, backend, name, spec.dtype)
         if y.ndim == 1 and k == 1:
             y = xp.reshape(y, (-1, 1))
         if y.ndim != 2 or int(y.shape[1]) != k:
@@ -123,15 +129,15 @@ def targets(model: Any, y: Any, n: int, checks: Checks, name: str = "y") -> Arra
         if task in ("binary", "categorical"):
             checks.fail_if(
                 xp.any((y < 0) | (y > 1)),
-                f"{name} targets of {type(model.loss).__name__} must be in [0, 1]",
+                f"{name} targets of {spec.loss_name} must be in [0, 1]",
             )
     if int(y.shape[0]) != n:
         raise ValueError(f"x has {n} samples but {name} has {int(y.shape[0])}")
     return y
 
 
-def _sparse_labels(y: Any, target: Backend, k: int, checks: Checks, name: str) -> Array:
-    """Class indices as int32 on `target`. Float labels (1.0, 2.0) are checked
+def _sparse_labels(y: Any, backend: Backend, k: int, checks: Checks, name: str) -> Array:
+    """Class indices as int32 on `backend`. Float labels (1.0, 2.0) are checked
     before they are cast (NaN, inf, fractions and huge values would warn or
     wrap around in the cast): on the host, at once, when they come from the
     host; on the device, read with the other checks, when they do not."""
@@ -140,10 +146,10 @@ def _sparse_labels(y: Any, target: Backend, k: int, checks: Checks, name: str) -
         host_checks = Checks(namespace(host))
         host = _whole_labels(host, k, host_checks, name)
         host_checks.raise_first()
-        y = to_device(host, target, name)
+        y = to_device(host, backend, name)
     else:
-        y = _whole_labels(to_device(y, target, name), k, checks, name)
-    xp = target.xp
+        y = _whole_labels(to_device(y, backend, name), k, checks, name)
+    xp = backend.xp
     if y.ndim == 2 and y.shape[1] == 1:
         y = xp.reshape(y, (-1,))
     if y.ndim != 1:
@@ -175,31 +181,33 @@ def _whole_labels(y: Array, k: int, checks: Checks, name: str) -> Array:
 
 
 def weights(
-    model: Any,
     sample_weight: Any,
     class_weight: Mapping[int, float] | None,
     y: Array,
-    n: int,
+    spec: Spec,
     checks: Checks,
 ) -> Array | None:
-    xp = model.target.xp
+    """The per-sample weights: `sample_weight` times the class weights."""
+    xp = spec.backend.xp
+    n = int(y.shape[0])
     w = None
     if sample_weight is not None:
-        w = to_device(sample_weight, model.target, "sample_weight", model._dtype)
+        w = to_device(sample_weight, spec.backend, "sample_weight", spec.dtype)
         if tuple(w.shape) != (n,):
             raise ValueError(f"sample_weight must have shape ({n},), got {tuple(w.shape)}")
         checks.fail_if(xp.any(~xp.isfinite(w) | (w < 0)), "sample_weight must be finite and >= 0")
     if class_weight is not None:
-        cw = class_weights(model, class_weight, y)
+        cw = class_weights(class_weight, y, spec)
         w = cw if w is None else w * cw
     return w
 
 
-def class_weights(model: Any, class_weight: Mapping[int, float], y: Array) -> Array:
+def class_weights(class_weight: Mapping[int, float], y: Array, spec: Spec) -> Array:
+    """Each sample's weight from a ``{class index: weight}`` table."""
     if not isinstance(class_weight, Mapping):
         raise TypeError("class_weight must be a dict {class index: weight}")
-    xp = model.target.xp
-    k = max(model.output_dim, 2)
+    xp = spec.backend.xp
+    k = max(spec.n_outputs, 2)
     table = [1.0] * k
     for cls, weight in class_weight.items():
         if not (isinstance(cls, int) and 0 <= cls < k):
@@ -207,7 +215,7 @@ def class_weights(model: Any, class_weight: Mapping[int, float], y: Array) -> Ar
         if not (weight >= 0 and math.isfinite(weight)):
             raise ValueError(f"class_weight[{cls}] must be finite and >= 0, got {weight!r}")
         table[cls] = float(weight)
-    table_arr = asarray(table, model.target, model._dtype)
+    table_arr = asarray(table, spec.backend, spec.dtype)
     if y.ndim == 1:  # sparse labels
         classes = y
     elif int(y.shape[1]) == 1:  # binary targets
@@ -217,13 +225,15 @@ def class_weights(model: Any, class_weight: Mapping[int, float], y: Array) -> Ar
     return xp.take(table_arr, classes, axis=0)
 
 
-def prepare(model: Any, x, y, sample_weight=None, class_weight=None, name_suffix="") -> Data:
-    checks = Checks(model._resolve_target(x).xp)
-    xs = inputs(model, x, checks, "x" + name_suffix)
-    ys = targets(model, y, int(xs.shape[0]), checks, "y" + name_suffix)
-    w = weights(model, sample_weight, class_weight, ys, int(xs.shape[0]), checks)
+def labelled(
+    x: Array, y: Any, sample_weight: Any, class_weight: Any, spec: Spec, checks: Checks, suffix=""
+) -> Data:
+    """Checked features `x` with their targets and weights, as one :class:`Data`;
+    raises the first failed value check (one device read for all of them)."""
+    ys = targets(y, spec, int(x.shape[0]), checks, "y" + suffix)
+    w = weights(sample_weight, class_weight, ys, spec, checks)
     checks.raise_first()
-    return Data(xs, ys, w)
+    return Data(x, ys, w)
 
 
 # ------------------------------------------------------------ computing

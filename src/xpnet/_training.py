@@ -1,14 +1,18 @@
-"""The batch loop's helpers: batching and shuffling on the device, and
-the epoch accounting.
+"""The training loop: batching and shuffling on the device, the running
+totals of loss and metrics, the callbacks, progress and Ctrl-C.
 
-Rules the loop keeps (SPEC, "Devices"):
+``Sequential.fit`` checks its arguments and data, then hands over to
+:func:`fit_loop`, which sees the model only through its public methods
+(``train_step``, ``stop_training``). Rules the loop keeps (SPEC, "Devices"):
 
 * host data is moved to the model's device once per ``fit``;
 * inside the batch loop nothing is copied to the host and no device scalar is
   read: the loss and metrics are summed on the device and read at a
   progress-bar refresh (at most twice a second) and at epoch end;
 * the shuffling permutation is drawn on the host once per epoch, moved in one
-  transfer, and applied on the device with ``take``.
+  transfer, and applied on the device with ``take``; the previous epoch's
+  shuffled copy is dropped first, so one copy of the data at most is alive
+  besides the caller's.
 """
 
 from __future__ import annotations
@@ -16,16 +20,12 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from xpnet._backend import (
-    Backend,
-    asarray,
-    host_rng,
-    namespace,
-)
+from xpnet import callbacks as _callbacks
+from xpnet._backend import Backend, asarray, backend_of, host_rng, namespace, to_numpy
 from xpnet._typing import Array
 
 # How often (seconds) the progress bar reads the running loss from the device.
@@ -55,13 +55,227 @@ class Data:
         return (self.x, self.y, self.sample_weight)
 
 
-def permutation(seed_rng: Any, n: int, target: Backend) -> Array:
+def permutation(seed_rng: Any, n: int, backend: Backend) -> Array:
     """A permutation of ``range(n)`` drawn on the host, moved once."""
-    return asarray(host_rng(seed_rng).permutation(n), target)
+    return asarray(host_rng(seed_rng).permutation(n), backend)
 
 
 def batches(n: int, batch_size: int) -> Sequence[tuple[int, int]]:
     return [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+
+
+def split_validation(data: Data, fraction: float) -> tuple[Data, Data]:
+    """Hold out the last `fraction` of the samples, as Keras does (before
+    any shuffling)."""
+    n_val = int(data.n * fraction)
+    if n_val < 1 or n_val >= data.n:
+        raise ValueError(
+            f"validation_split={fraction} leaves {n_val} of {data.n} samples "
+            "for validation; it needs at least one sample on each side"
+        )
+    return data.slice(0, data.n - n_val), data.slice(data.n - n_val, data.n)
+
+
+class Totals:
+    """Running sums of the loss and of each metric, kept on the device and
+    read in one transfer: the one accumulator of training and evaluation.
+
+    Parameters
+    ----------
+    xp : namespace
+        The model's array namespace.
+    metrics : list of Metric
+    logits : bool
+        Whether outputs are logits (fused or ``from_logits`` losses).
+    probabilities : callable, optional
+        Turns fused logits into the probabilities that some metrics need.
+    """
+
+    def __init__(
+        self,
+        xp: Any,
+        metrics: Sequence[Any],
+        logits: bool,
+        probabilities: Callable[[Array], Array] | None = None,
+    ) -> None:
+        self.xp = xp
+        self.metrics = list(metrics)
+        self.logits = logits
+        self.probabilities = probabilities
+        self.loss: Any = 0.0
+        self.sums: list[Any] = [0.0] * len(self.metrics)
+        self.count = 0
+
+    def add(self, loss_sum: Array, y: Array, out: Array, count: int) -> None:
+        """Add a batch: the *sum* of its sample losses, its targets and outputs."""
+        self.loss = self.loss + loss_sum
+        self.count += count
+        probs = None
+        for i, metric in enumerate(self.metrics):
+            pred = out
+            if metric.needs_probabilities and self.probabilities is not None:
+                if probs is None:
+                    probs = self.probabilities(out)
+                pred = probs
+            self.sums[i] = self.sums[i] + metric.total(y, pred, self.logits)
+
+    def running_loss(self) -> float:
+        """The mean loss so far (one device read; for the progress bar)."""
+        return float(to_numpy(self.loss)) / self.count
+
+    def logs(self, prefix: str = "") -> dict[str, float]:
+        """Means of the loss and every metric, read in one transfer."""
+        xp = self.xp
+        values = to_numpy(xp.stack([xp.reshape(s, ()) for s in [self.loss, *self.sums]]))
+        names = ["loss", *(metric.name for metric in self.metrics)]
+        return {prefix + k: v / self.count for k, v in zip(names, values.tolist(), strict=True)}
+
+
+class CallbackList:
+    """The callbacks of one ``fit`` and its History (last, so that it records
+    what the others add to the logs), called as one."""
+
+    def __init__(self, callbacks: Iterable[_callbacks.Callback], model: Any) -> None:
+        self.history = _callbacks.History()
+        self.callbacks = [*callbacks, self.history]
+        for cb in self.callbacks:
+            cb.set_model(model)
+
+    def on_train_begin(self) -> None:
+        for cb in self.callbacks:
+            cb.on_train_begin()
+
+    def on_epoch_begin(self, epoch: int) -> None:
+        for cb in self.callbacks:
+            cb.on_epoch_begin(epoch)
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, float]) -> None:
+        for cb in self.callbacks:
+            cb.on_train_batch_end(batch, logs)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        for cb in self.callbacks:
+            cb.on_epoch_end(epoch, logs)
+
+    def on_train_end(self) -> None:
+        for cb in self.callbacks:
+            cb.on_train_end()
+
+
+@dataclass
+class Step:
+    """What :meth:`Sequential.compute_gradients` and ``train_step`` return.
+
+    Attributes
+    ----------
+    loss : array
+        The batch loss, a 0-d array on the model's device.
+    output : array
+        The network's output for the batch (logits on the fused path).
+    gradients : dict
+        ``"layer/param"`` -> gradient, on the model's device.
+    """
+
+    loss: Array
+    output: Array
+    gradients: dict[str, Array]
+
+
+@dataclass
+class Schedule:
+    """What ``fit`` was asked for."""
+
+    epochs: int
+    initial_epoch: int
+    batch_size: int | None
+    shuffle: bool
+    verbose: int
+
+    def check(self, validation_split: float, validation_data: Any, callbacks: Any) -> None:
+        """Refuse bad ``fit`` arguments before anything is touched."""
+        epochs, batch_size = self.epochs, self.batch_size
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+            raise ValueError(f"epochs must be an int >= 0, got {epochs!r}")
+        if batch_size is not None and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+        ):
+            raise ValueError(f"batch_size must be an int >= 1 or None, got {batch_size!r}")
+        if not 0.0 <= validation_split < 1.0:
+            raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
+        if validation_data is not None and (
+            not isinstance(validation_data, tuple | list) or len(validation_data) not in (2, 3)
+        ):
+            raise ValueError("validation_data must be (x_val, y_val) or (x_val, y_val, w_val)")
+        for cb in callbacks or []:
+            if not isinstance(cb, _callbacks.Callback):
+                raise TypeError(f"callbacks must be Callback instances, got {type(cb).__name__}")
+
+
+def fit_loop(
+    model: Any,
+    data: Data,
+    schedule: Schedule,
+    callbacks: CallbackList,
+    new_totals: Callable[[], Totals],
+    evaluate: Callable[[], dict[str, float]] | None,
+    shuffle_rng: Any,
+) -> _callbacks.History:
+    """Train `model` on `data` (already on its device) for the scheduled epochs.
+
+    `new_totals` makes an empty accumulator; `evaluate` returns the
+    validation logs (``val_`` names) after each epoch.
+    """
+    size = data.n if schedule.batch_size is None else min(schedule.batch_size, data.n)
+    spans = batches(data.n, size)
+    last = schedule.initial_epoch + schedule.epochs
+    with DeferredInterrupt() as interrupt:
+        callbacks.on_train_begin()
+        for epoch in range(schedule.initial_epoch, last):
+            callbacks.on_epoch_begin(epoch)
+            progress = Progress(schedule.verbose, epoch, last, len(spans))
+            rng = shuffle_rng if schedule.shuffle else None
+            logs = _epoch(model, data, spans, rng, new_totals(), progress, callbacks, interrupt)
+            if evaluate is not None:
+                logs.update(evaluate())
+            progress.close(logs)
+            callbacks.on_epoch_end(epoch, logs)
+            if model.stop_training:
+                break
+        callbacks.on_train_end()
+    return callbacks.history
+
+
+def _epoch(model, data, spans, shuffle_rng, totals, progress, callbacks, interrupt):
+    """One pass over `data` in batches `spans`; returns the epoch's logs."""
+    if shuffle_rng is not None:
+        data = data.take(permutation(shuffle_rng, data.n, backend_of(data.x)))
+    for b, (start, stop) in enumerate(spans):
+        batch = data.slice(start, stop)
+        step = model.train_step(batch.x, batch.y, batch.sample_weight)
+        totals.add(step.loss * (stop - start), batch.y, step.output, stop - start)
+        logs = {"loss": totals.running_loss()} if progress.due() else {}
+        progress.advance(logs)
+        callbacks.on_train_batch_end(b, logs)
+        interrupt.check()  # a Ctrl-C during the step stops here, between batches
+        if model.stop_training:
+            break
+    return totals.logs()
+
+
+def evaluate_loop(
+    loss_and_output: Callable[[Data], tuple[Array, Array]],
+    data: Data,
+    totals: Totals,
+    chunk: int,
+    prefix: str = "",
+) -> dict[str, float]:
+    """Exact loss and metrics over `data`: `loss_and_output` gives a chunk's
+    *summed* loss and its outputs."""
+    for start, stop in batches(data.n, chunk):
+        part = data.slice(start, stop)
+        loss, out = loss_and_output(part)
+        totals.add(loss, part.y, out, stop - start)
+    return totals.logs(prefix)
 
 
 class Progress:

@@ -75,24 +75,21 @@ def make_case(target: _backend.Backend, size: str, dtype: str) -> Case:
         optimizer=xn.optimizers.SGD(LEARNING_RATE),
     )
     model.build(widths[0])
-    data = model._prepare(x_host, y_host)
+    data = model.prepare(x_host, y_host)
     state: dict[str, Any] = {}
 
     def forward():
-        out, backs = model._forward(data.x, training=True)
+        out, backward = model.forward(data.x, training=True)
         loss, grad = model.loss.compute(data.y, out)
-        state["backs"], state["grad"] = backs, grad
+        state["backward"], state["grad"] = backward, grad
         return loss
 
     def backward():
-        grad = state["grad"]
-        backs = state["backs"]
-        for i in range(len(backs) - 1, -1, -1):
-            grad = backs[i](grad, need_dx=i > 0)
+        state["backward"](state["grad"])
         return [value for layer in model.layers for value in layer.grads.values()]
 
     def step():
-        model._train_step(data)
+        model.train_step(data.x, data.y)
         # Wait for the updated parameters, not only the loss: JAX and the GPU
         # libraries run asynchronously, so the update may still be in flight.
         return [value for layer in model.layers for value in layer.params.values()]

@@ -128,19 +128,17 @@ def _gradcheck_model(model: Any, x: Any, y: Any, *, eps: float) -> dict[str, flo
     """Per-parameter gradient check of a compiled model on ``(x, y)``."""
     if model.loss is None:
         raise RuntimeError("compile the model before gradcheck(model, x, y)")
-    data = model._prepare(x, y)
+    data = model.prepare(x, y)
     if model.dtype != "float64":
         raise TypeError(f"gradcheck needs a float64 model, this one is {model.dtype}")
+
     fused = model.fused
 
-    def loss_value() -> float:
-        out, _ = model._forward(data.x, training=False, logits=fused)
+    def loss_value() -> float:  # forward only: the gradient buffers stay as computed
+        out, _ = model.forward(data.x, logits=fused)
         return float(to_numpy(model.loss.compute(data.y, out, logits=fused)[0]))
 
-    out, backs = model._forward(data.x, training=False, logits=fused)
-    _, grad = model.loss.compute(data.y, out, logits=fused)
-    for back in reversed(backs):
-        grad = back(grad)
+    grads = model.compute_gradients(data.x, data.y, training=False).gradients
     errors: dict[str, float] = {}
     for layer in model.layers:
         for name, original in list(layer.params.items()):
@@ -150,7 +148,8 @@ def _gradcheck_model(model: Any, x: Any, y: Any, *, eps: float) -> dict[str, flo
                 return loss_value()
 
             try:
-                errors[f"{layer.name}/{name}"] = _compare(layer.grads[name], original, loss_at, eps)
+                key = f"{layer.name}/{name}"
+                errors[key] = _compare(grads[key], original, loss_at, eps)
             finally:
                 layer.params[name] = original
     return errors

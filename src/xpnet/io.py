@@ -4,17 +4,14 @@ The format never uses pickle: the JSON says which layers to build and the
 arrays are plain numbers, read with ``allow_pickle=False``, so loading an
 untrusted file cannot run code. A damaged or malformed file is a ValueError
 naming the problem, found before anything large is allocated (the checks
-are in :mod:`xpnet._io_checks`). Writes are atomic: the archive is written to
-a temporary file in the same folder, flushed to disk, then renamed over the
-target, so a crash mid-save leaves the previous file untouched.
+are in :mod:`xpnet._io_checks`). Writes are atomic (:mod:`xpnet._saving`):
+a crash mid-save leaves the previous file untouched.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import secrets
 import zipfile
 from collections.abc import Callable
 from typing import Any
@@ -29,76 +26,13 @@ from xpnet._backend import (
     available_backends,
     default_backend,
     read_npy,
-    write_npy,
 )
-from xpnet._io_checks import CONFIG, FORMAT, VERSION, array_member, problem, zip_errors
+from xpnet._io_checks import CONFIG, array_member, problem, zip_errors
+from xpnet._saving import save_model
 from xpnet._validation import check_choice
 from xpnet.model import Sequential
 
 __all__ = ["load_model", "save_model"]
-
-
-def save_model(model: Sequential, path: str | os.PathLike[str]) -> None:
-    """Write `model` (config, weights, compile settings, optimizer state) to `path`."""
-    if not model.built:
-        raise ValueError("cannot save a model that is not built yet (fit or build it first)")
-    path = os.fspath(path)
-    arrays: list[tuple[str, Any]] = [
-        (f"params/{layer.name}/{name}", weight)
-        for (layer, name), weight in zip(model._parameters(), model.get_weights(), strict=True)
-    ]
-    compiled = None
-    if model.loss is not None and model.optimizer is not None:
-        state = model.optimizer.get_state()
-        compiled = {
-            "loss": _losses.serialize(model.loss),
-            "optimizer": _optimizers.serialize(model.optimizer),
-            "metrics": [m for m in model._metric_names if isinstance(m, str)],
-            "iterations": state["iterations"],
-        }
-        for key in sorted(state["slots"]):
-            for slot, value in state["slots"][key].items():
-                arrays.append((f"optimizer/{key}/{slot}", value))
-    config = {
-        "format": FORMAT,
-        "version": VERSION,
-        "backend": model.backend,
-        "model": model.get_config(),
-        "compile": compiled,
-        "arrays": [name for name, _ in arrays],
-    }
-    fd, tmp = _create_temporary(os.path.dirname(os.path.abspath(path)))
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            with zipfile.ZipFile(raw, "w", zipfile.ZIP_STORED) as archive:
-                archive.writestr(CONFIG, json.dumps(config, indent=2))
-                for i, (_, value) in enumerate(arrays):
-                    with archive.open(array_member(i), "w") as member:
-                        write_npy(member, value)
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
-
-
-def _create_temporary(folder: str) -> tuple[int, str]:
-    """Create a new, empty temporary file in `folder`; return ``(fd, path)``.
-
-    Unlike ``tempfile.mkstemp`` (always 0600), the file is created with mode
-    0666, which the kernel narrows by the user's umask, so the saved model
-    gets the permissions any other new file would (typically 0644). Reading
-    the umask would mean setting it, which races with other threads.
-    """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    while True:
-        tmp = os.path.join(folder, f".xpnet-{secrets.token_hex(8)}.tmp")
-        try:
-            return os.open(tmp, flags, 0o666), tmp
-        except FileExistsError:  # a name already taken: draw another
-            continue
 
 
 def load_model(
@@ -232,6 +166,8 @@ def _assemble(
                 key, slot = name[len("optimizer/") :].rsplit("/", 1)
                 slots.setdefault(key, {})[slot] = value
         model.optimizer.set_state(
-            {"iterations": compiled["iterations"], "slots": slots}, model.target, dtype=model.dtype
+            {"iterations": compiled["iterations"], "slots": slots},
+            model.placement,
+            dtype=model.dtype,
         )
     return model

@@ -146,7 +146,7 @@ class _XpnetEstimator(BaseEstimator):
         self.loss_curve_ = list(history.history["loss"])
         self.n_iter_ = len(self.loss_curve_)
         kernel, bias = model.layers[-1].params["kernel"], model.layers[-1].params.get("bias")
-        xp = model.target.xp
+        xp = model.placement.xp
         self.coef_ = xp.permute_dims(kernel, (1, 0))
         self.intercept_ = bias if bias is not None else xp.zeros_like(kernel[0, ...])
 

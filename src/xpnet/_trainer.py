@@ -1,0 +1,297 @@
+"""``Trainer``: the half of :class:`~xpnet.Sequential` that trains it.
+
+Keras 3 splits its models the same way (a ``Trainer`` base of ``Model``):
+``model.py`` holds the stack of layers, its forward pass and its public step
+(``compute_gradients``, ``train_step``); this module holds ``compile``,
+``fit``, ``evaluate``, ``predict`` and ``train_on_batch``, which check the
+data (``_data``), then drive the public step through the loop in
+``_training``. A failed ``fit`` is undone by :meth:`Trainer._rollback`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from xpnet import _data, _training
+from xpnet import callbacks as _callbacks
+from xpnet import losses as _losses
+from xpnet import metrics as _metrics
+from xpnet import optimizers as _optimizers
+from xpnet._backend import copy_array, is_host_rng, quiet_float_errors, to_numpy
+from xpnet._typing import Array
+from xpnet.layers import Layer
+
+# Rows per forward pass in predict/evaluate (any size gives the same result).
+PREDICT_CHUNK = 1024
+
+
+class Trainer:
+    """Compile, fit, evaluate and predict, for a model that provides the
+    layer stack and the step (:class:`~xpnet.Sequential`)."""
+
+    loss: _losses.Loss | None = None
+    optimizer: _optimizers.Optimizer | None = None
+    _metric_names: list[str | _metrics.Metric]
+
+    # ------------------------------------------------------------ compile
+
+    def compile(
+        self,
+        loss: str | _losses.Loss = "mse",
+        optimizer: str | _optimizers.Optimizer = "rmsprop",
+        metrics: Iterable[str | _metrics.Metric] | None = None,
+    ) -> None:
+        """Choose the loss, the optimizer and the metrics reported by ``fit``."""
+        loss = _losses.get(loss)
+        optimizer = _optimizers.get(optimizer)
+        names = list(metrics or [])
+        for m in names:
+            if isinstance(m, str):
+                _metrics.get(m, task="binary")  # validates the name, with a suggestion
+            elif not isinstance(m, _metrics.Metric):
+                raise TypeError(f"metric must be a name or a Metric, got {type(m).__name__}")
+        self.loss, self.optimizer, self._metric_names = loss, optimizer, names
+
+    def get_compile_config(self) -> dict[str, Any] | None:
+        """The loss, optimizer and metric names given to :meth:`compile`
+        (serialized), or None before ``compile``."""
+        if self.loss is None or self.optimizer is None:
+            return None
+        return {
+            "loss": _losses.serialize(self.loss),
+            "optimizer": _optimizers.serialize(self.optimizer),
+            "metrics": [m for m in self._metric_names if isinstance(m, str)],
+        }
+
+    @property
+    def fused(self) -> bool:
+        """Whether the output activation is folded into the loss in training."""
+        return (
+            self.loss is not None
+            and bool(self.layers)
+            and self.loss.fusable(self.layers[-1].output_activation)
+        )
+
+    def _require_compiled(self, what: str) -> None:
+        if self.loss is None or self.optimizer is None:
+            raise RuntimeError(f"call compile(loss=..., optimizer=...) before {what}()")
+
+    def _totals(self) -> _training.Totals:
+        """An empty accumulator for the loss and the compiled metrics."""
+        task = self.loss.task if self.loss.task is not None else None
+        if task is None and self.output_dim == 1:
+            task = "binary"
+        fused = self.fused
+        return _training.Totals(
+            self._placement.xp,
+            [_metrics.get(m, task=task) for m in self._metric_names],
+            logits=fused or bool(getattr(self.loss, "from_logits", False)),
+            probabilities=self.layers[-1].activation.forward if fused else None,
+        )
+
+    # ------------------------------------------------------------ data
+
+    def _spec(self, data: Any) -> _data.Spec:
+        placement = self._place(data)
+        task = None if self.loss is None else self.loss.task
+        n_outputs = self.output_dim if self.built else 1
+        return _data.Spec(placement, self._dtype, task, n_outputs, type(self.loss).__name__)
+
+    def _features(self, x: Any, checks: _data.Checks | None, name: str = "x") -> Array:
+        """`x` checked and on the device; builds the model on first data."""
+        x = _data.features(x, self._spec(x), checks, name)
+        if not self.built:
+            self.build(int(x.shape[1]))
+        elif int(x.shape[1]) != self.input_dim:
+            raise ValueError(
+                f"layer {self.layers[0].name!r} expects {self.input_dim} input features, got "
+                f"{name} of shape {tuple(x.shape)}"
+            )
+        return x
+
+    def prepare(
+        self, x: Any, y: Any, *, sample_weight: Any = None, class_weight: Any = None
+    ) -> _training.Data:
+        """Check ``(x, y)`` and move them to the model's device, as ``fit``
+        does once per call: the result's ``.x``, ``.y`` and ``.sample_weight``
+        are what :meth:`train_step` and :meth:`compute_gradients` take.
+        Builds the model on its first data."""
+        self._require_compiled("prepare")
+        return self._prepare(x, y, sample_weight, class_weight)
+
+    def _prepare(self, x, y, sample_weight=None, class_weight=None, suffix="") -> _training.Data:
+        checks = _data.Checks(self._place(x).xp)
+        xs = self._features(x, checks, "x" + suffix)
+        return _data.labelled(xs, y, sample_weight, class_weight, self._spec(x), checks, suffix)
+
+    def _loss_sum_and_output(self, part: _training.Data) -> tuple[Array, Array]:
+        fused = self.fused
+        out, _ = self.forward(part.x, logits=fused)
+        loss, _ = self.loss.compute(part.y, out, part.sample_weight, logits=fused, reduction="sum")
+        return loss, out
+
+    # ------------------------------------------------------------ fit, evaluate, predict
+
+    def fit(
+        self,
+        x: Any,
+        y: Any,
+        *,
+        epochs: int = 1,
+        batch_size: int | None = 32,
+        shuffle: bool = True,
+        validation_split: float = 0.0,
+        validation_data: tuple[Any, ...] | None = None,
+        class_weight: Mapping[int, float] | None = None,
+        sample_weight: Any = None,
+        callbacks: Iterable[_callbacks.Callback] | None = None,
+        verbose: int = 1,
+        initial_epoch: int = 0,
+    ) -> _callbacks.History:
+        """Train for `epochs` passes over ``(x, y)`` and return the History.
+
+        Host data is moved to the model's device once; the batches are cut
+        and shuffled there.
+
+        If an exception is raised (bad data, a failing callback, an error in
+        a layer), the model is put back exactly as it was before the call:
+        weights, optimizer state, built or not, backend, and the shuffle and
+        dropout streams, so the next ``fit`` equals that of an untouched
+        twin. ``KeyboardInterrupt`` is different: a Ctrl-C takes effect at
+        the next batch boundary, and the model keeps the weights and
+        optimizer state of every batch finished so far (consistent, and
+        ``fit`` can be called again to resume) before the interrupt
+        propagates.
+
+        Parameters
+        ----------
+        x : array of shape (n_samples, n_features)
+        y : array of shape (n_samples,) or (n_samples, n_outputs)
+        epochs : int
+        batch_size : int or None
+            None trains on the whole data as one batch.
+        shuffle : bool
+            Reshuffle every epoch (seeded by the model's seed).
+        validation_split : float in [0, 1)
+            Hold out this fraction, taken from the end of the data before
+            shuffling, as Keras does. Ignored when `validation_data` is given.
+        validation_data : tuple (x_val, y_val) or (x_val, y_val, sample_weight_val)
+        class_weight : dict {class index: weight}, optional
+        sample_weight : array of shape (n_samples,), optional
+        callbacks : list of Callback
+        verbose : int
+            0 is silent, 1 shows a progress bar per epoch.
+        """
+        self._require_compiled("fit")
+        schedule = _training.Schedule(epochs, initial_epoch, batch_size, shuffle, verbose)
+        schedule.check(validation_split, validation_data, callbacks)
+        # A diverging run shows in its loss, the same way on every backend.
+        with self._rollback(), quiet_float_errors():
+            data = self._prepare(x, y, sample_weight, class_weight)
+            val = None
+            if validation_data is not None:
+                val = self._prepare(*validation_data, suffix="_val")
+            elif validation_split > 0.0:
+                data, val = _training.split_validation(data, validation_split)
+            chunk = min(PREDICT_CHUNK, val.n) if val is not None else 0
+            evaluate = None if val is None else (
+                lambda: _training.evaluate_loop(
+                    self._loss_sum_and_output, val, self._totals(), chunk, "val_"
+                )
+            )  # fmt: skip
+            callback_list = _training.CallbackList(callbacks or [], self)
+            self.history, self.stop_training = callback_list.history, False
+            return _training.fit_loop(
+                self, data, schedule, callback_list, self._totals, evaluate, self._shuffle_rng
+            )
+
+    def evaluate(self, x: Any, y: Any, *, sample_weight: Any = None) -> dict[str, float]:
+        """The exact loss (sample-weighted mean over all of ``x``) and metrics."""
+        self._require_compiled("evaluate")
+        with quiet_float_errors():
+            data = self._prepare(x, y, sample_weight)
+            return _training.evaluate_loop(
+                self._loss_sum_and_output, data, self._totals(), PREDICT_CHUNK
+            )
+
+    def predict(self, x: Any, *, batch_size: int | None = None) -> Array:
+        """The model's outputs for `x`, as an array of the model's backend on its device."""
+        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+            raise ValueError(f"batch_size must be an int >= 1 or None, got {batch_size!r}")
+        with quiet_float_errors():
+            checks = _data.Checks(self._place(x).xp)
+            xs = self._features(x, checks)
+            checks.raise_first()
+            parts = [
+                self.forward(xs[start:stop, ...])[0]
+                for start, stop in _training.batches(int(xs.shape[0]), batch_size or PREDICT_CHUNK)
+            ]
+        return parts[0] if len(parts) == 1 else self._placement.xp.concat(parts, axis=0)
+
+    def __call__(self, x: Array, *, training: bool = False) -> Array:
+        return self.forward(x, training=training)[0]
+
+    def train_on_batch(
+        self,
+        x: Any,
+        y: Any,
+        *,
+        sample_weight: Any = None,
+        class_weight: Mapping[int, float] | None = None,
+    ) -> float:
+        """One optimizer step on ``(x, y)``; returns that batch's loss.
+
+        The data is checked before anything changes, so bad input leaves the
+        model as it was (no per-call copy of the weights is needed).
+        """
+        self._require_compiled("train_on_batch")
+        with quiet_float_errors():
+            data = self._prepare(x, y, sample_weight, class_weight)
+            return float(to_numpy(self.train_step(data.x, data.y, data.sample_weight).loss))
+
+    @contextlib.contextmanager
+    def _rollback(self) -> Iterator[None]:
+        """Put the whole training state back if the block raises an Exception
+        (not on KeyboardInterrupt, which keeps the batches finished so far)."""
+        fields = ("_placement", "_dtype", "_keys", "history", "stop_training")
+        saved = {key: self.__dict__[key] for key in fields if key in self.__dict__}
+        shuffle_rng = copy.deepcopy(self._shuffle_rng)
+        layers = [_layer_state(layer) for layer in self.layers]
+        opt = self.optimizer
+        opt_state = None
+        if opt is not None:
+            opt_state = (
+                opt.iterations,
+                {
+                    key: {slot: copy_array(a) for slot, a in slots.items()}
+                    for key, slots in opt.state.items()
+                },
+            )
+        try:
+            yield
+        except Exception:
+            for key in fields:
+                self.__dict__.pop(key, None)
+            self.__dict__.update(saved)
+            self._shuffle_rng = shuffle_rng
+            for layer, state in zip(self.layers, layers, strict=True):
+                layer.__dict__.clear()
+                layer.__dict__.update(state)
+            if opt_state is not None:
+                opt.iterations, opt.state = opt_state
+            raise
+
+
+def _layer_state(layer: Layer) -> dict[str, Any]:
+    """Everything `layer` holds, with copies of its parameters and random
+    streams, for :meth:`Sequential._rollback` (gradient buffers are scratch)."""
+    state = dict(layer.__dict__)
+    state["params"] = {name: copy_array(value) for name, value in layer.params.items()}
+    state["grads"] = {}
+    for key, value in state.items():
+        if is_host_rng(value):
+            state[key] = copy.deepcopy(value)
+    return state
