@@ -7,6 +7,7 @@ GPU that is not there) are one line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import platform
 import sys
@@ -167,7 +168,33 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from xpnet import bench
 
-    return bench.main(args)
+    records = bench.run(
+        _bench_backends(args), args.sizes, args.dtype, args.seconds, not args.no_references
+    )
+    print(bench.table(records))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(records, f, indent=2)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _bench_backends(args: argparse.Namespace) -> list[str]:
+    """The backends asked for (default: every available one) that can run
+    `args.dtype`; a named backend that cannot is a usage error."""
+    usable = []
+    for name in args.backends or _backend.available_backends():
+        try:
+            _backend.float_dtype(_backend.get_backend(name).xp, args.dtype)
+        except TypeError as exc:  # e.g. float64 on JAX without 64-bit mode
+            if args.backends:
+                raise UsageError(f"backend {name!r}: {exc}") from None
+            print(f"skipping {name}: {exc}")
+            continue
+        except (ImportError, RuntimeError, ValueError) as exc:
+            raise UsageError(f"backend {name!r}: {exc}") from None
+        usable.append(name)
+    return usable
 
 
 # ---------------------------------------------------------------- parser
@@ -209,9 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(run=cmd_info)
 
     bench = sub.add_parser("bench", help="forward/backward/step throughput across backends")
-    from xpnet import bench as _bench
-
-    _bench.add_arguments(bench)
+    bench.add_argument("--backends", nargs="+", default=None, help="default: all available")
+    bench.add_argument("--sizes", nargs="+", choices=["L", "M", "S"], default=["S", "M"])
+    bench.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    bench.add_argument("--seconds", type=float, default=0.5, help="time budget per measurement")
+    bench.add_argument("--no-references", action="store_true", help="skip PyTorch/NumPy/sklearn")
+    bench.add_argument("--json", default=None, help="also write the records to this file")
     bench.set_defaults(run=cmd_bench)
     return parser
 

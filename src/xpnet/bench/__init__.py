@@ -20,9 +20,7 @@ cases.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
 import statistics
 import time
 from collections.abc import Callable
@@ -31,6 +29,7 @@ from typing import Any
 
 import xpnet as xn
 from xpnet import _backend
+from xpnet.bench import references
 
 SIZES: dict[str, tuple[int, tuple[int, ...]]] = {
     "S": (32, (64, 32, 10)),
@@ -55,20 +54,20 @@ class Case:
     """The callables of one backend, size and dtype: ``phases`` for xpnet,
     ``floor`` for the GEMM floor of each phase."""
 
-    target: _backend.Backend
+    backend: _backend.Backend
     size: str
     dtype: str
     phases: dict[str, Callable[[], Any]]
     floor: dict[str, Callable[[], Any]]
 
 
-def make_case(target: _backend.Backend, size: str, dtype: str) -> Case:
+def make_case(backend: _backend.Backend, size: str, dtype: str) -> Case:
     widths = SIZES[size][1]
     x_host, y_host = host_data(size, dtype)
     model = xn.Sequential(
         [xn.layers.Dense(w, activation="relu", kernel_initializer="he_normal")
          for w in widths[1:-1]] + [xn.layers.Dense(widths[-1])],
-        backend=target.name, device=target.device, dtype=dtype, seed=0,
+        backend=backend.name, device=backend.device, dtype=dtype, seed=0,
     )  # fmt: skip
     model.compile(
         loss=xn.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -97,7 +96,7 @@ def make_case(target: _backend.Backend, size: str, dtype: str) -> Case:
     forward()  # so that backward has closures from the start
 
     kernels = [layer.params["kernel"] for layer in model.layers]
-    xp = target.xp
+    xp = backend.xp
     inputs = [data.x]
     for w in kernels[:-1]:
         inputs.append(xp.maximum(inputs[-1] @ w, 0.0))
@@ -121,7 +120,7 @@ def make_case(target: _backend.Backend, size: str, dtype: str) -> Case:
         return floor_backward()
 
     return Case(
-        target, size, dtype,
+        backend, size, dtype,
         {"forward": forward, "backward": backward, "step": step},
         {"forward": floor_forward, "backward": floor_backward, "step": floor_step},
     )  # fmt: skip
@@ -129,22 +128,16 @@ def make_case(target: _backend.Backend, size: str, dtype: str) -> Case:
 
 def torch_reference(size: str, dtype: str, device: Any = "cpu") -> dict[str, Callable[[], Any]]:
     """Plain PyTorch phases (``forward``, ``forward_backward``, ``step``)."""
-    from xpnet._backend import references
-
     x, y = host_data(size, dtype)
     return references.torch_mlp(SIZES[size][1], x, y, dtype, LEARNING_RATE, device)
 
 
 def numpy_reference(size: str, dtype: str) -> Callable[[], Any]:
-    from xpnet._backend import references
-
     x, y = host_data(size, dtype)
     return references.numpy_step(SIZES[size][1], x, y, LEARNING_RATE)
 
 
 def sklearn_reference(size: str, dtype: str) -> Callable[[], Any]:
-    from xpnet._backend import references
-
     x, y = host_data(size, dtype)
     return references.sklearn_step(SIZES[size][1], x, y, LEARNING_RATE)
 
@@ -184,54 +177,66 @@ def run(
     """Measure and return the records that ``--json`` writes."""
     records: list[dict[str, Any]] = []
     for size in sizes:
-        batch = SIZES[size][0]
-        refs: dict[str, Callable[[], Any]] = {}
-        has_torch = False
-        if references:
-            try:
-                for phase, fn in torch_reference(size, dtype).items():
-                    refs[f"torch-nn/{phase}"] = fn
-                has_torch = True
-            except ImportError:
-                pass
+        refs = _torch_phases(size, dtype) if references else {}
+        has_torch = bool(refs)
         # One group per backend, with the PyTorch reference measured again in
         # each, so every ratio compares figures taken close together.
         t: dict[str, float] = {}
-        targets = {}
+        devices = {}
         for name in [*backends, *([] if "numpy" in backends else ["numpy"])]:
-            targets[name] = target = _backend.get_backend(name)
-            case = make_case(target, size, dtype)
-            fns: dict[str, Callable[[], Any]] = dict(refs)
-            for phase in PHASES:
-                fns[f"{name}/{phase}"] = case.phases[phase]
-                fns[f"{name}/floor-{phase}"] = case.floor[phase]
-            if name == "numpy" and references:
-                fns["numpy-handwritten/step"] = numpy_reference(size, dtype)
-                with contextlib.suppress(ImportError):
-                    fns["sklearn/step"] = sklearn_reference(size, dtype)
-            group = median_times(fns, seconds)
-            t.update({k: v for k, v in group.items() if not k.startswith("torch-nn/")})
-            t.update({f"{k}@{name}": v for k, v in group.items() if k.startswith("torch-nn/")})
+            backend = _backend.get_backend(name)
+            devices[name] = str(backend.device)
+            t.update(_measure_group(backend, size, dtype, refs, seconds, references))
+        records += _size_records(t, backends, devices, size, dtype, has_torch)
+    return records
 
-        for name in backends:
-            for phase in PHASES:
-                records.append(
-                    _record(name, str(targets[name].device), dtype, size, phase,
-                            batch / t[f"{name}/{phase}"], t[f"{name}/{phase}"],
-                            t[f"{name}/floor-{phase}"], _torch_times(t, name, has_torch))
-                )  # fmt: skip
-        for label in ("numpy-handwritten", "sklearn"):
-            if f"{label}/step" in t:
-                records.append(
-                    _record(label, "cpu", dtype, size, "step", batch / t[f"{label}/step"],
-                            t[f"{label}/step"], t["numpy/floor-step"],
-                            _torch_times(t, "numpy", has_torch))
-                )  # fmt: skip
+
+def _torch_phases(size: str, dtype: str) -> dict[str, Callable[[], Any]]:
+    try:
+        return {f"torch-nn/{phase}": fn for phase, fn in torch_reference(size, dtype).items()}
+    except ImportError:
+        return {}
+
+
+def _measure_group(backend, size, dtype, refs, seconds, references) -> dict[str, float]:
+    """Time one backend's phases and floors beside the PyTorch reference
+    (and, for NumPy, the hand-written step and scikit-learn), in one block."""
+    name = backend.name
+    case = make_case(backend, size, dtype)
+    fns: dict[str, Callable[[], Any]] = dict(refs)
+    for phase in PHASES:
+        fns[f"{name}/{phase}"] = case.phases[phase]
+        fns[f"{name}/floor-{phase}"] = case.floor[phase]
+    if name == "numpy" and references:
+        fns["numpy-handwritten/step"] = numpy_reference(size, dtype)
+        with contextlib.suppress(ImportError):
+            fns["sklearn/step"] = sklearn_reference(size, dtype)
+    group = median_times(fns, seconds)
+    return {(f"{k}@{name}" if k.startswith("torch-nn/") else k): v for k, v in group.items()}
+
+
+def _size_records(t, backends, devices, size, dtype, has_torch) -> list[dict[str, Any]]:
+    batch = SIZES[size][0]
+    records = []
+    for name in backends:
+        for phase in PHASES:
+            records.append(
+                _record(name, devices[name], dtype, size, phase,
+                        batch / t[f"{name}/{phase}"], t[f"{name}/{phase}"],
+                        t[f"{name}/floor-{phase}"], _torch_times(t, name, has_torch))
+            )  # fmt: skip
+    for label in ("numpy-handwritten", "sklearn"):
+        if f"{label}/step" in t:
+            records.append(
+                _record(label, "cpu", dtype, size, "step", batch / t[f"{label}/step"],
+                        t[f"{label}/step"], t["numpy/floor-step"],
+                        _torch_times(t, "numpy", has_torch))
+            )  # fmt: skip
     return records
 
 
 def _torch_times(t: dict[str, float], group: str, has_torch: bool) -> dict[str, float] | None:
-    """PyTorch's phase times measured in `group`'s round robin; its backward
+    """PyTorch's phase times measured in `group`'s block; its backward
     is forward+backward minus forward (autograd cannot run backward alone)."""
     if not has_torch:
         return None
@@ -264,39 +269,3 @@ def table(records: list[dict[str, Any]]) -> str:
             f"{r['samples_per_s']:>13,.0f}{r['floor_ratio']:>14.2f}{torch_ratio:>11}"
         )
     return "\n".join(lines)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--backends", nargs="+", default=None, help="default: all available")
-    parser.add_argument("--sizes", nargs="+", choices=sorted(SIZES), default=["S", "M"])
-    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    parser.add_argument("--seconds", type=float, default=0.5, help="time budget per measurement")
-    parser.add_argument("--no-references", action="store_true", help="skip PyTorch/NumPy/sklearn")
-    parser.add_argument("--json", default=None, help="also write the records to this file")
-
-
-def main(args: argparse.Namespace) -> int:
-    from xpnet.cli import UsageError
-
-    names = args.backends or _backend.available_backends()
-    usable = []
-    for name in names:
-        try:
-            target = _backend.get_backend(name)
-            _backend.float_dtype(target.xp, args.dtype)
-        except TypeError as exc:  # e.g. float64 on JAX without 64-bit mode
-            if args.backends:
-                raise UsageError(f"backend {name!r}: {exc}") from None
-            print(f"skipping {name}: {exc}")
-            continue
-        except (ImportError, RuntimeError, ValueError) as exc:
-            raise UsageError(f"backend {name!r}: {exc}") from None
-        usable.append(name)
-    names = usable
-    records = run(names, args.sizes, args.dtype, args.seconds, not args.no_references)
-    print(table(records))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(records, f, indent=2)
-        print(f"wrote {args.json}")
-    return 0
