@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 import xpnet as xn
 from conftest import assert_close
 from xpnet import _backend, _saving, layers
-from xpnet import io as xio
 
 rng = np.random.default_rng(3)
 X = rng.normal(size=(30, 4))
