@@ -234,6 +234,3 @@ def labelled(
     w = weights(sample_weight, class_weight, ys, spec, checks)
     checks.raise_first()
     return Data(x, ys, w)
-
-
-# ------------------------------------------------------------ computing

@@ -3,7 +3,8 @@ totals of loss and metrics, the callbacks, progress and Ctrl-C.
 
 ``Sequential.fit`` checks its arguments and data, then hands over to
 :func:`fit_loop`, which sees the model only through its public methods
-(``train_step``, ``stop_training``). Rules the loop keeps (SPEC, "Devices"):
+(``train_step``, ``stop_training``). The rules it keeps, so that a GPU is
+never stalled by the host (docs/backends.md):
 
 * host data is moved to the model's device once per ``fit``;
 * inside the batch loop nothing is copied to the host and no device scalar is

@@ -35,9 +35,6 @@ from xpnet.model import Sequential
 class _XpnetEstimator(BaseEstimator):
     """Shared machinery; subclasses say which network to build."""
 
-    # Set by subclasses
-    _default_batch_size: Any = None
-
     def _layers(self, n_outputs: int, output_activation: str | None) -> list[_layers.Layer]:
         """The hidden layers (none for the linear models) and the output layer."""
         hidden = [
@@ -170,7 +167,7 @@ class _XpnetEstimator(BaseEstimator):
 
 class _ClassifierBase(ClassifierMixin, _XpnetEstimator):
     """Classifiers: labels of any kind through ``classes_``; sigmoid output
-    for two classes when `binary_output` says so, softmax otherwise."""
+    for two classes when `_binary_sigmoid` says so, softmax otherwise."""
 
     _binary_sigmoid = True
 
