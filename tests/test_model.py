@@ -529,3 +529,62 @@ def test_bad_train_on_batch_input_changes_nothing(target):
             model.train_on_batch(x, y)
     for a, b in zip(before, model.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+# ------------------------------------------------------------ the public step
+
+
+def test_compute_gradients_changes_nothing_and_matches_finite_differences(target):
+    model = classifier(target)
+    data = model.prepare(X, Y_CLASS)
+    before = model.get_weights()
+    step = model.compute_gradients(data.x, data.y, training=False)
+    for a, b in zip(before, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert model.optimizer.iterations == 0
+    assert set(step.gradients) == {"dense/kernel", "dense/bias", "dense_1/kernel", "dense_1/bias"}
+    assert max(xn.gradcheck(model, X, Y_CLASS).values()) < 1e-6
+    assert_close(step.loss, model.evaluate(X, Y_CLASS)["loss"], rtol=1e-12)
+
+
+def test_train_step_is_compute_gradients_then_the_optimizer(target):
+    model, twin = classifier(target), classifier(target)
+    data = model.prepare(X, Y_CLASS)
+    twin.build(4)
+    grads = {
+        k: xn.to_numpy(g).copy()
+        for k, g in twin.compute_gradients(data.x, data.y).gradients.items()
+    }
+    model.train_step(data.x, data.y)
+    lr = 0.1  # classifier() compiles SGD(0.1)
+    for (layer, name), w in zip(
+        [(lay, n) for lay in twin.layers for n in lay.params], model.get_weights(), strict=True
+    ):
+        expected = xn.to_numpy(layer.params[name]) - lr * grads[f"{layer.name}/{name}"]
+        np.testing.assert_allclose(w, expected, rtol=1e-12, atol=1e-15)
+    assert model.optimizer.iterations == 1
+
+
+def test_fit_and_train_on_batch_go_through_train_step():
+    class Counting(xn.Sequential):
+        calls = 0
+
+        def train_step(self, x, y, sample_weight=None):
+            Counting.calls += 1
+            return super().train_step(x, y, sample_weight)
+
+    model = Counting([layers.Dense(3)], dtype="float64")
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="sgd")
+    model.fit(X, Y_CLASS, epochs=2, batch_size=10, verbose=0)
+    assert Counting.calls == 8
+    model.train_on_batch(X, Y_CLASS)
+    assert Counting.calls == 9
+
+
+def test_prepare_checks_data_and_needs_compile():
+    model = xn.Sequential([layers.Dense(3)])
+    with pytest.raises(RuntimeError, match="compile"):
+        model.prepare(X, Y_CLASS)
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="sgd")
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 3\)"):
+        model.prepare(X, Y_CLASS + 3)
