@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
-import xpnet as xn
+from helpers import assert_close, assert_like  # noqa: F401  (until every test imports helpers)
 from xpnet import _backend
 
 try:  # float64 gradient checks need JAX's 64-bit mode; set before any array exists
@@ -81,17 +81,6 @@ def make(target):
         return _backend.asarray(np.asarray(data), target, dtype)
 
     return make
-
-
-def assert_like(out, like):
-    """`out` has `like`'s library, dtype and device."""
-    assert _backend.namespace(out) is _backend.namespace(like)
-    assert out.dtype == like.dtype, (out.dtype, like.dtype)
-    assert _backend.device_of(out) == _backend.device_of(like)
-
-
-def assert_close(actual, expected, rtol=1e-12, atol=0.0):
-    np.testing.assert_allclose(xn.to_numpy(actual), xn.to_numpy(expected), rtol=rtol, atol=atol)
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import xpnet as xn
-from conftest import assert_close, assert_like
+from helpers import assert_close, assert_like
 from xpnet import functional as F
 
 GELU_C = math.sqrt(2.0 / math.pi)

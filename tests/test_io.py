@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import xpnet as xn
-from conftest import assert_close
+from helpers import assert_close
 from xpnet import _backend, _saving, layers
 
 rng = np.random.default_rng(3)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import xpnet as xn
-from conftest import assert_close
+from helpers import assert_close
 from xpnet import _backend, layers
 
 rng = np.random.default_rng(1)

@@ -1,0 +1,20 @@
+"""Assertions the test modules share."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import xpnet as xn
+from xpnet import _backend
+
+
+def assert_like(out, like):
+    """`out` has `like`'s library, dtype and device."""
+    assert _backend.namespace(out) is _backend.namespace(like)
+    assert out.dtype == like.dtype, (out.dtype, like.dtype)
+    assert _backend.device_of(out) == _backend.device_of(like)
+
+
+def assert_close(actual, expected, rtol=1e-12, atol=0.0):
+    """`actual` equals `expected` to `rtol` / `atol`, as NumPy arrays."""
+    np.testing.assert_allclose(xn.to_numpy(actual), xn.to_numpy(expected), rtol=rtol, atol=atol)
