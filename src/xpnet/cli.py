@@ -69,7 +69,7 @@ def _spirals(n_per_class: int = 300, classes: int = 3, seed: int = 0) -> tuple[A
 # ---------------------------------------------------------------- commands
 
 
-def _target(args: argparse.Namespace) -> _backend.Backend:
+def _placement(args: argparse.Namespace) -> _backend.Backend:
     name = args.backend
     if name not in _backend.BACKENDS:
         raise UsageError(str(unknown_name_error("backend", name, _backend.BACKENDS)))
@@ -82,7 +82,7 @@ def _target(args: argparse.Namespace) -> _backend.Backend:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    target = _target(args)
+    placement = _placement(args)
     X, y, description = load_dataset(args.dataset, args.seed)
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import StandardScaler
@@ -95,7 +95,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     n_classes = int(y.max()) + 1
     print(f"dataset: {args.dataset}: {description}")
     print(f"         {len(x_train)} training / {len(x_test)} test samples, {X.shape[1]} features")
-    print(f"backend: {target.name} on {target.device}")
+    print(f"backend: {placement.name} on {placement.device}")
 
     model = xn.Sequential(
         [
@@ -103,7 +103,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
               for units in args.hidden),
             xn.layers.Dense(n_classes, activation="softmax"),
         ],
-        backend=target.name, device=target.device, seed=args.seed,
+        backend=placement.name, device=placement.device, seed=args.seed,
     )  # fmt: skip
     model.compile(
         loss="sparse_categorical_crossentropy",
@@ -123,7 +123,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"trained {len(history.history['loss'])} epochs in {seconds:.1f} s")
     print(f"test accuracy: {result['accuracy']:.4f}   test loss: {result['loss']:.4f}")
     if args.plot:
-        written = plot_history(history.history, args.plot, f"{args.dataset} on {target.name}")
+        written = plot_history(history.history, args.plot, f"{args.dataset} on {placement.name}")
         print(f"curves: {args.plot}" if written else "curves: skipped (pip install matplotlib)")
     return 0
 

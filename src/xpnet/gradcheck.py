@@ -103,7 +103,7 @@ def _probe_input(value, args, i, moved):
 def _compare(grad: Array, point: Array, loss_at: Callable[[Array], float], eps: float) -> float:
     """Normwise relative error between `grad` and central differences of
     `loss_at` (a function of an array shaped like `point`) around `point`."""
-    target = backend_of(point)
+    placement = backend_of(point)
     host = to_numpy(point).astype("float64")  # a fresh host copy
     flat = host.reshape(-1)
     numeric = host.copy()
@@ -111,9 +111,9 @@ def _compare(grad: Array, point: Array, loss_at: Callable[[Array], float], eps: 
     for j in range(flat.size):
         original = flat[j]
         flat[j] = original + eps
-        upper = loss_at(asarray(host, target, "float64", copy=True))
+        upper = loss_at(asarray(host, placement, "float64", copy=True))
         flat[j] = original - eps
-        lower = loss_at(asarray(host, target, "float64", copy=True))
+        lower = loss_at(asarray(host, placement, "float64", copy=True))
         flat[j] = original
         numeric_flat[j] = (upper - lower) / (2.0 * eps)
     analytic = to_numpy(grad).astype("float64")
