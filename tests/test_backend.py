@@ -1,4 +1,8 @@
-"""The backend module: choosing backends, moving data, dtypes, randomness."""
+"""The backend package: choosing backends, moving data, dtypes, randomness.
+
+Device resolution is tested in ``test_backend_devices.py``, the per-library
+fast paths in ``test_backend_fastpaths.py``.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,9 @@ import numpy as np
 import pytest
 
 import xpnet as xn
-from conftest import assert_close
+from helpers import assert_close
 from xpnet import _backend
+from xpnet._backend import registry
 
 SRC = pathlib.Path(xn.__file__).parent
 BACKEND_LIBRARIES = {
@@ -94,23 +99,36 @@ def test_unknown_backend_suggests_and_changes_nothing():
 
 
 def test_missing_backend_is_an_import_error_with_the_install_hint(monkeypatch):
-    monkeypatch.setitem(_backend._LOADED, "cupy", None)
-    monkeypatch.delitem(_backend._LOADED, "cupy")
+    monkeypatch.setitem(registry._LOADED, "cupy", None)
+    monkeypatch.delitem(registry._LOADED, "cupy")
 
     def refuse(name):
         raise ImportError("no module")
 
-    monkeypatch.setattr(_backend, "_load", refuse)
+    monkeypatch.setattr(registry, "_load", refuse)
     with pytest.raises(ImportError, match="pip install cupy-cuda12x"):
         xn.set_backend("cupy")
 
 
-def test_bad_devices_are_value_errors():
-    with pytest.raises(ValueError, match="numpy backend has only device 'cpu'"):
-        xn.get_backend("numpy", device="cuda")
-    pytest.importorskip("array_api_strict")
-    with pytest.raises(ValueError, match="unknown array_api_strict device 'gpu7'"):
-        xn.get_backend("array_api_strict", device="gpu7")
+def test_an_unusable_library_is_a_runtime_error(monkeypatch):
+    monkeypatch.delitem(registry._LOADED, "cupy", raising=False)
+
+    def no_gpu(name):
+        raise RuntimeError("cupy is installed but no CUDA device was found")
+
+    monkeypatch.setattr(registry, "_load", no_gpu)
+    with pytest.raises(RuntimeError, match="no CUDA device"):
+        xn.get_backend("cupy")
+    assert "cupy" not in xn.available_backends()
+
+
+def test_the_package_reexports_its_modules_names():
+    from xpnet._backend import selection
+
+    assert all(hasattr(_backend, name) for name in _backend.__all__)
+    # the private names tests replace or reset are the modules' own objects
+    assert _backend._LOADED is registry._LOADED and _backend._load is registry._load
+    assert _backend._CURRENT is selection._CURRENT
 
 
 def test_to_numpy_round_trip(target, make):

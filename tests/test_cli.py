@@ -59,20 +59,20 @@ def test_errors_are_one_line_and_exit_2(args, message, capsys):
 
 
 def test_missing_backend_and_missing_gpu(capsys, monkeypatch):
-    from xpnet import _backend
+    from xpnet._backend import registry
 
     def unavailable(name):
         raise ImportError("no module named cupy")
 
-    monkeypatch.setattr(_backend, "_load", unavailable)
-    monkeypatch.setattr(_backend, "_LOADED", {})
+    monkeypatch.setattr(registry, "_load", unavailable)
+    monkeypatch.setattr(registry, "_LOADED", {})
     assert cli.main(["demo", "--backend", "cupy"]) == 2
     assert "pip install cupy-cuda12x" in capsys.readouterr().err
 
     def no_gpu(name):
         raise RuntimeError("cupy is installed but no CUDA device was found")
 
-    monkeypatch.setattr(_backend, "_load", no_gpu)
+    monkeypatch.setattr(registry, "_load", no_gpu)
     assert cli.main(["demo", "--backend", "cupy"]) == 2
     assert "no CUDA device" in capsys.readouterr().err
 

@@ -149,3 +149,43 @@ def test_config_round_trip(layer):
     again = layers.from_config(type(layer).__name__, layer.get_config())
     assert type(again) is type(layer)
     assert again.get_config() == layer.get_config()
+
+
+def test_every_relu_layer_runs_the_activations_fast_path(monkeypatch, target):
+    calls = []
+    relu = xn.activations.ReLU
+
+    def spy(method):
+        def wrapped(self, *args):
+            calls.append(method.__name__)
+            return method(self, *args)
+
+        return wrapped
+
+    monkeypatch.setattr(relu, "forward_", spy(relu.forward_))
+    monkeypatch.setattr(relu, "backward_", spy(relu.backward_))
+    results = []
+    for stack in (
+        [layers.Dense(4, activation="relu"), layers.Dense(3)],
+        [layers.Dense(4), layers.ReLU(), layers.Dense(3)],
+        [layers.Dense(4), layers.Activation("relu"), layers.Dense(3)],
+    ):
+        calls.clear()
+        model = _model(target, stack)
+        model.compile(
+            loss=xn.losses.SparseCategoricalCrossentropy(from_logits=True), optimizer="sgd"
+        )
+        results.append(model.train_on_batch(X, LABELS))
+        assert "backward_" in calls, stack
+        assert max(xn.gradcheck(model, X, LABELS).values()) < 1e-6
+    # the same network and seed: the same step whichever layer holds the ReLU
+    assert results[0] == pytest.approx(results[1]) == pytest.approx(results[2])
+
+
+def test_get_returns_a_layer():
+    assert isinstance(layers.get("relu"), layers.ReLU)
+    dense = layers.Dense(2)
+    assert layers.get(dense) is dense
+    assert layers.get(layers.serialize(dense)).units == 2
+    with pytest.raises(TypeError, match="pass an instance or a config dict"):
+        layers.get("Dense")

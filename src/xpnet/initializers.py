@@ -31,9 +31,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from xpnet import _config
 from xpnet._backend import Backend, asarray, float_dtype, get_backend, host_rng
 from xpnet._typing import Array, DType
-from xpnet._validation import check_choice, resolve
+from xpnet._validation import check_choice
 
 __all__ = [
     "Constant",
@@ -51,6 +52,7 @@ __all__ = [
     "Zeros",
     "compute_fans",
     "get",
+    "serialize",
 ]
 
 # Standard deviation of a unit normal truncated to [-2, 2]; dividing by it
@@ -74,7 +76,7 @@ def compute_fans(shape: tuple[int, ...]) -> tuple[int, int]:
     return shape[-2] * receptive, shape[-1] * receptive
 
 
-class Initializer:
+class Initializer(_config.ConfigValue):
     """Base class: ``init(shape, dtype=None, *, rng=None, backend=None, device=None)``.
 
     Parameters of the call
@@ -110,19 +112,6 @@ class Initializer:
 
     def _generate(self, shape: tuple[int, ...], dtype: DType, rng: Any, target: Backend) -> Array:
         raise NotImplementedError
-
-    def get_config(self) -> dict[str, Any]:
-        """Constructor arguments, for saving the model's configuration."""
-        return {}
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
-
-    def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and self.get_config() == other.get_config()  # type: ignore[attr-defined]
-
-    __hash__ = None  # type: ignore[assignment]
 
 
 class Constant(Initializer):
@@ -330,6 +319,7 @@ _BY_NAME: dict[str, type[Initializer]] = {
     "lecun_uniform": LecunUniform,
 }
 _ALIASES = {"xavier_uniform": "glorot_uniform", "xavier_normal": "glorot_normal"}
+_REGISTRY = _config.Registry("initializer", Initializer, _BY_NAME, _ALIASES)
 
 
 def get(identifier: str | Initializer | dict[str, Any]) -> Initializer:
@@ -338,9 +328,9 @@ def get(identifier: str | Initializer | dict[str, Any]) -> Initializer:
 
     Raises ValueError for an unknown name, suggesting the closest valid one.
     """
-    return resolve("initializer", identifier, Initializer, _BY_NAME, _ALIASES)
+    return _REGISTRY.get(identifier)
 
 
 def serialize(initializer: Initializer) -> dict[str, Any]:
-    """The config dict that :func:`get` turns back into `initializer`."""
-    return {"class_name": type(initializer).__name__, "config": initializer.get_config()}
+    """``{"class_name": ..., "config": {...}}``, which :func:`get` turns back into `initializer`."""
+    return _config.serialize(initializer)

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from xpnet import _config
 from xpnet import activations as _activations
 from xpnet import functional as F
 from xpnet import initializers as _initializers
@@ -28,15 +29,11 @@ from xpnet._backend import (
     asarray,
     backend_of,
     host_rng,
-    is_writeable,
     matmul,
     namespace,
     reduce_sum,
-    relu_,
-    relu_backward_,
 )
 from xpnet._typing import Array, DType
-from xpnet._validation import unknown_name_error
 
 __all__ = [
     "ELU",
@@ -51,7 +48,9 @@ __all__ = [
     "Softmax",
     "Softplus",
     "Tanh",
+    "from_config",
     "get",
+    "serialize",
 ]
 
 Backward = Callable[..., Array]
@@ -61,7 +60,7 @@ def _identity_backward(dy: Array, need_dx: bool = True) -> Array:
     return dy
 
 
-class Layer:
+class Layer(_config.Configurable):
     """Base class of all layers.
 
     Parameters
@@ -133,9 +132,6 @@ class Layer:
             config["input_dim"] = self.input_dim
         return config
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.name!r})"
-
 
 class Dense(Layer):
     """Fully connected layer: ``activation(x @ kernel + bias)``.
@@ -145,7 +141,7 @@ class Dense(Layer):
     Parameters
     ----------
     units : int
-    activation : str or ActivationFunction, optional
+    activation : str, dict or ActivationFunction, optional
         Any name of :data:`xpnet.activations.ACTIVATIONS`; None is linear.
     use_bias : bool
     kernel_initializer, bias_initializer : str or Initializer
@@ -204,23 +200,12 @@ class Dense(Layer):
         z = affine(x, kernel, self.params.get("bias"))
         act = self.activation
         skip = logits or act.name == "linear"
-        # ReLU, the common case, runs in place: its backward needs only the
-        # output, and the gradient flowing in is ours to overwrite.
-        fast_relu = act.name == "relu" and not skip
-        if skip:
-            a = z
-        elif fast_relu:
-            a = z = relu_(xp, z)
-        else:
-            a = act.forward(z)
+        # z and the gradient flowing in are ours: the activation may write
+        # over them (ReLU does, and keeps z only as its output).
+        a = z if skip else act.forward_(xp, z)
 
         def backward(da: Array, need_dx: bool = True) -> Array | None:
-            if skip:
-                dz = da
-            elif fast_relu and is_writeable(da):
-                dz = relu_backward_(xp, da, a)
-            else:
-                dz = act.backward(da, z, a)
+            dz = da if skip else act.backward_(xp, da, z, a)
             # Reuse last step's gradient buffer where the library allows it.
             self.grads["kernel"] = matmul(x.T, dz, out=self.grads.get("kernel"))
             if self.use_bias:
@@ -233,28 +218,24 @@ class Dense(Layer):
         return {
             **super().get_config(),
             "units": self.units,
-            "activation": self.activation.get_config(),
+            "activation": _activations.serialize(self.activation),
             "use_bias": self.use_bias,
             "kernel_initializer": _initializers.serialize(self.kernel_initializer),
             "bias_initializer": _initializers.serialize(self.bias_initializer),
         }
 
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> Dense:
-        config = dict(config)
-        act = dict(config.pop("activation"))
-        config["activation"] = _activations.get(act.pop("name"), **act)
-        config["kernel_initializer"] = _initializers.get(config["kernel_initializer"])
-        config["bias_initializer"] = _initializers.get(config["bias_initializer"])
-        return cls(**config)
-
 
 class Activation(Layer):
-    """Applies a named activation: ``Activation("tanh")``."""
+    """Applies a named activation: ``Activation("tanh")``.
+
+    The input is not the layer's to overwrite (the previous layer's output
+    may be needed by its backward), so the forward is the plain one; the
+    incoming gradient is, so the backward runs in place where it can.
+    """
 
     def __init__(
         self,
-        activation: str | _activations.ActivationFunction,
+        activation: str | dict[str, Any] | _activations.ActivationFunction,
         *,
         name: str | None = None,
         input_dim: int | None = None,
@@ -274,18 +255,12 @@ class Activation(Layer):
         y = act.forward(x)
 
         def backward(dy: Array, need_dx: bool = True) -> Array:
-            return act.backward(dy, x, y)
+            return act.backward_(namespace(dy), dy, x, y)
 
         return y, backward
 
     def get_config(self):
-        return {**super().get_config(), "activation": self.activation.get_config()}
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> Layer:
-        config = dict(config)
-        act = dict(config.pop("activation"))
-        return Activation(act.pop("name"), **act, **config)
+        return {**super().get_config(), "activation": _activations.serialize(self.activation)}
 
 
 class _BoundActivation(Activation):
@@ -301,11 +276,7 @@ class _BoundActivation(Activation):
         super().__init__(self._activation, name=name, input_dim=input_dim, **params)
 
     def get_config(self):
-        return {**Layer.get_config(self), **self.activation.params}
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> Layer:
-        return cls(**config)
+        return {**Layer.get_config(self), **self.activation.get_config()}
 
 
 class ReLU(_BoundActivation):
@@ -399,12 +370,6 @@ class PReLU(Layer):
             "alpha_initializer": _initializers.serialize(self.alpha_initializer),
         }
 
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["alpha_initializer"] = _initializers.get(config["alpha_initializer"])
-        return cls(**config)
-
 
 class Dropout(Layer):
     """Inverted dropout: in training, zero each input with probability `rate`
@@ -450,23 +415,24 @@ class Dropout(Layer):
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}
 
 
-_LAYERS: dict[str, type[Layer]] = {
-    cls.__name__: cls
-    for cls in (
-        Dense, Activation, ReLU, LeakyReLU, PReLU, ELU, Sigmoid, Tanh, Softplus, Softmax, Dropout
-    )
-}  # fmt: skip
+_ACTIVATION_LAYERS = (ReLU, LeakyReLU, ELU, Sigmoid, Tanh, Softplus, Softmax)
+_LAYERS = (Dense, Activation, PReLU, Dropout, *_ACTIVATION_LAYERS)
+_REGISTRY = _config.Registry("layer", Layer, {cls.__name__: cls for cls in _LAYERS})
 
 
-def get(class_name: str) -> type[Layer]:
-    """The layer class called `class_name` (for loading configs)."""
-    if class_name not in _LAYERS:
-        raise unknown_name_error("layer", class_name, _LAYERS)
-    return _LAYERS[class_name]
+def get(identifier: str | dict[str, Any] | Layer) -> Layer:
+    """Return a layer for a class name (any case: ``"relu"``), a config dict
+    ``{"class_name": "Dense", "config": {"units": 4}}``, or a :class:`Layer`.
+    A name makes the layer with its defaults: ``get("Dense")`` is an error
+    that asks for a config dict."""
+    return _REGISTRY.get(identifier)
 
 
 def from_config(class_name: str, config: dict[str, Any]) -> Layer:
-    """Rebuild a layer from ``get_config()`` output."""
-    cls = get(class_name)
-    maker = getattr(cls, "from_config", None)
-    return maker(config) if maker is not None else cls(**config)
+    """Rebuild a layer from its class name and ``get_config()`` output."""
+    return _REGISTRY.from_config(class_name, config)
+
+
+def serialize(layer: Layer) -> dict[str, Any]:
+    """``{"class_name": ..., "config": {...}}``, which :func:`get` turns back into `layer`."""
+    return _config.serialize(layer)

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from xpnet import _config
 from xpnet import functional as F
 from xpnet._typing import Array
-from xpnet._validation import check_choice, resolve
+from xpnet._validation import check_choice
 
 __all__ = [
     "BinaryCrossentropy",
@@ -34,10 +35,11 @@ __all__ = [
     "SparseCategoricalCrossentropy",
     "SumSquaredError",
     "get",
+    "serialize",
 ]
 
 
-class Loss:
+class Loss(_config.Configurable):
     """Base class. Subclasses name their kernel(s).
 
     Parameters
@@ -93,10 +95,6 @@ class Loss:
 
     def get_config(self) -> dict[str, Any]:
         return {"reduction": self.reduction}
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 class MeanSquaredError(Loss):
@@ -205,15 +203,21 @@ _BY_NAME: dict[str, type[Loss]] = {
     "kl_divergence": KLDivergence,
     "huber": Huber,
 }
-_ALIASES = {"mse": "mean_squared_error", "mae": "mean_absolute_error", "sse": "sum_squared_error",
-            "kld": "kl_divergence"}  # fmt: skip
+_ALIASES = {
+    "mse": "mean_squared_error",
+    "mae": "mean_absolute_error",
+    "sse": "sum_squared_error",
+    "kld": "kl_divergence",
+}
+_REGISTRY = _config.Registry("loss", Loss, _BY_NAME, _ALIASES)
 
 
 def get(identifier: str | Loss | dict[str, Any]) -> Loss:
     """Return a loss for a name (``"mse"``, ``"binary_crossentropy"``, ...),
     a config dict, or a :class:`Loss`; unknown names get a suggestion."""
-    return resolve("loss", identifier, Loss, _BY_NAME, _ALIASES)
+    return _REGISTRY.get(identifier)
 
 
 def serialize(loss: Loss) -> dict[str, Any]:
-    return {"class_name": type(loss).__name__, "config": loss.get_config()}
+    """``{"class_name": ..., "config": {...}}``, which :func:`get` turns back into `loss`."""
+    return _config.serialize(loss)

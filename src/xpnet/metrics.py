@@ -10,14 +10,25 @@ and the shapes), ``"mae"``, ``"mse"``.
 
 from __future__ import annotations
 
+from typing import Any
+
+from xpnet import _config
 from xpnet._backend import namespace
 from xpnet._typing import Array
-from xpnet._validation import unknown_name_error
 
-__all__ = ["Metric", "get"]
+__all__ = [
+    "BinaryAccuracy",
+    "CategoricalAccuracy",
+    "MeanAbsoluteError",
+    "MeanSquaredError",
+    "Metric",
+    "SparseCategoricalAccuracy",
+    "get",
+    "serialize",
+]
 
 
-class Metric:
+class Metric(_config.Configurable):
     """A named per-sample statistic.
 
     ``total(y_true, y_pred, logits)`` returns the sum over the batch's samples;
@@ -30,9 +41,6 @@ class Metric:
 
     def total(self, y_true: Array, y_pred: Array, logits: bool) -> Array:
         raise NotImplementedError
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
 
 
 def _per_sample_mean(xp, values: Array) -> Array:
@@ -98,30 +106,39 @@ class MeanSquaredError(Metric):
 
 
 _ACCURACY = {
-    "binary": BinaryAccuracy,
-    "categorical": CategoricalAccuracy,
-    "sparse": SparseCategoricalAccuracy,
+    "binary": "binary_accuracy",
+    "categorical": "categorical_accuracy",
+    "sparse": "sparse_categorical_accuracy",
 }
-_NAMES = ("accuracy", "acc", "mae", "mse", "mean_absolute_error", "mean_squared_error")
+_REGISTRY = _config.Registry(
+    "metric",
+    Metric,
+    {
+        "binary_accuracy": BinaryAccuracy,
+        "categorical_accuracy": CategoricalAccuracy,
+        "sparse_categorical_accuracy": SparseCategoricalAccuracy,
+        "mae": MeanAbsoluteError,
+        "mse": MeanSquaredError,
+    },
+    {"mean_absolute_error": "mae", "mean_squared_error": "mse"},
+    also=("accuracy", "acc"),
+)
 
 
-def get(identifier: str | Metric, task: str | None = None) -> Metric:
-    """Resolve a metric name. For ``"accuracy"``, `task` (``"binary"``,
-    ``"categorical"`` or ``"sparse"``, from the loss or the shapes) picks the kind."""
-    if isinstance(identifier, Metric):
-        return identifier
-    if not isinstance(identifier, str):
-        raise TypeError(f"metric must be a name or a Metric, got {type(identifier).__name__}")
-    key = identifier.lower()
-    if key in ("accuracy", "acc"):
+def get(identifier: str | dict[str, Any] | Metric, task: str | None = None) -> Metric:
+    """Return a metric for a name, a config dict or a :class:`Metric`. For
+    ``"accuracy"``, `task` (``"binary"``, ``"categorical"`` or ``"sparse"``,
+    from the loss or the shapes) picks the kind."""
+    if isinstance(identifier, str) and identifier.lower() in ("accuracy", "acc"):
         if task not in _ACCURACY:
             raise ValueError(
                 "accuracy needs a classification loss (binary, categorical or sparse "
                 f"categorical cross-entropy) or class-shaped targets; got task {task!r}"
             )
-        return _ACCURACY[task]()
-    if key in ("mae", "mean_absolute_error"):
-        return MeanAbsoluteError()
-    if key in ("mse", "mean_squared_error"):
-        return MeanSquaredError()
-    raise unknown_name_error("metric", identifier, _NAMES)
+        identifier = _ACCURACY[task]
+    return _REGISTRY.get(identifier)
+
+
+def serialize(metric: Metric) -> dict[str, Any]:
+    """``{"class_name": ..., "config": {...}}``, which :func:`get` turns back into `metric`."""
+    return _config.serialize(metric)

@@ -2,9 +2,16 @@
 
 Each optimizer keeps its state (velocities, moment estimates) per parameter,
 on the parameter's device, keyed by ``"layer/param"`` so that it can be saved
-and moved with the model. Updates happen in place where the backend allows
-it (NumPy, CuPy, PyTorch, array-api-strict) and by rebinding on JAX; that
-decision is made in one place, :func:`_write`.
+and moved with the model.
+
+Updates happen in place where the array library allows it (NumPy, CuPy,
+PyTorch, array-api-strict) and by rebinding on JAX; ``is_writeable`` decides,
+in two places. :meth:`Optimizer.apply` takes ``_step_in_place`` when the
+gradient may be consumed and both arrays are writable: no parameter-sized
+temporary, the gradient is scaled in place by ``add_scaled_`` (fused on
+PyTorch). Otherwise ``_step`` computes the new values and :func:`_write` /
+:func:`_subtract` store them in place or return new arrays. Either way the
+caller rebinds what ``apply`` returns.
 
 Examples
 --------
@@ -22,6 +29,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from xpnet import _config
 from xpnet import schedules as _schedules
 from xpnet._backend import (
     Backend,
@@ -33,9 +41,8 @@ from xpnet._backend import (
     to_numpy,
 )
 from xpnet._typing import Array
-from xpnet._validation import resolve
 
-__all__ = ["SGD", "Adagrad", "Adam", "Optimizer", "RMSprop", "get"]
+__all__ = ["SGD", "Adagrad", "Adam", "Optimizer", "RMSprop", "get", "serialize"]
 
 
 def _write(target: Array, value: Array) -> Array:
@@ -55,7 +62,7 @@ def _subtract(target: Array, delta: Array) -> Array:
     return target - delta
 
 
-class Optimizer:
+class Optimizer(_config.Configurable):
     """Base class.
 
     Parameters
@@ -202,7 +209,7 @@ class Optimizer:
     def from_config(cls, config: dict[str, Any]) -> Optimizer:
         config = dict(config)
         if isinstance(config.get("learning_rate"), dict):
-            config["learning_rate"] = _schedules.deserialize(config["learning_rate"])
+            config["learning_rate"] = _schedules.get(config["learning_rate"])
         return cls(**config)
 
     def get_state(self) -> dict[str, Any]:
@@ -223,10 +230,6 @@ class Optimizer:
             key: {name: asarray(a, target, dtype, copy=True) for name, a in slots.items()}
             for key, slots in state["slots"].items()
         }
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 class SGD(Optimizer):
@@ -400,19 +403,17 @@ class Adagrad(Optimizer):
         }
 
 
-_BY_NAME: dict[str, type[Optimizer]] = {
-    "sgd": SGD,
-    "adam": Adam,
-    "rmsprop": RMSprop,
-    "adagrad": Adagrad,
-}
+_REGISTRY = _config.Registry(
+    "optimizer", Optimizer, {"sgd": SGD, "adam": Adam, "rmsprop": RMSprop, "adagrad": Adagrad}
+)
 
 
 def get(identifier: str | Optimizer | dict[str, Any]) -> Optimizer:
     """Return an optimizer for a name (``"adam"``), a config dict, or an
     :class:`Optimizer`; unknown names get a suggestion."""
-    return resolve("optimizer", identifier, Optimizer, _BY_NAME)
+    return _REGISTRY.get(identifier)
 
 
 def serialize(optimizer: Optimizer) -> dict[str, Any]:
-    return {"class_name": type(optimizer).__name__, "config": optimizer.get_config()}
+    """``{"class_name": ..., "config": {...}}``, which :func:`get` turns back into `optimizer`."""
+    return _config.serialize(optimizer)

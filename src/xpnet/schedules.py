@@ -16,7 +16,16 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["CosineDecay", "ExponentialDecay", "LearningRateSchedule", "StepDecay"]
+from xpnet import _config
+
+__all__ = [
+    "CosineDecay",
+    "ExponentialDecay",
+    "LearningRateSchedule",
+    "StepDecay",
+    "get",
+    "serialize",
+]
 
 
 def _positive(name: str, value: float) -> float:
@@ -25,18 +34,11 @@ def _positive(name: str, value: float) -> float:
     return value
 
 
-class LearningRateSchedule:
+class LearningRateSchedule(_config.Configurable):
     """Base class: ``schedule(step) -> learning rate``."""
 
     def __call__(self, step: int) -> float:
         raise NotImplementedError
-
-    def get_config(self) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 class ExponentialDecay(LearningRateSchedule):
@@ -115,17 +117,22 @@ class CosineDecay(LearningRateSchedule):
         }
 
 
-_BY_CLASS = {cls.__name__: cls for cls in (ExponentialDecay, StepDecay, CosineDecay)}
+_REGISTRY = _config.Registry(
+    "schedule",
+    LearningRateSchedule,
+    {"exponential_decay": ExponentialDecay, "step_decay": StepDecay, "cosine_decay": CosineDecay},
+)
+
+
+def get(identifier: str | dict[str, Any] | LearningRateSchedule) -> LearningRateSchedule:
+    """Return a schedule for a config dict or a :class:`LearningRateSchedule`
+    (a name alone is an error: every schedule needs its initial rate)."""
+    return _REGISTRY.get(identifier)
 
 
 def serialize(schedule: LearningRateSchedule) -> dict[str, Any]:
-    return {"class_name": type(schedule).__name__, "config": schedule.get_config()}
+    """``{"class_name": ..., "config": {...}}``, which :func:`get` turns back into `schedule`."""
+    return _config.serialize(schedule)
 
 
-def deserialize(config: dict[str, Any]) -> LearningRateSchedule:
-    from xpnet._validation import unknown_name_error
-
-    cls = _BY_CLASS.get(config.get("class_name", ""))
-    if cls is None:
-        raise unknown_name_error("schedule", config.get("class_name"), _BY_CLASS)
-    return cls(**config.get("config", {}))
+deserialize = get  # the name optimizers' configs used before get

@@ -1,9 +1,11 @@
 """Reference implementations the benchmarks compare xpnet against.
 
-They live in the backend package because they use the libraries directly:
-the same MLP written in plain PyTorch with autograd, written by hand in
-NumPy (the overhead floor of a Python training step), and scikit-learn's
-``MLPClassifier`` trained with ``partial_fit``. Each builder returns
+They use the libraries directly, which is their point, and get them from
+:func:`xpnet._backend.library` (the backend package stays the only
+importer of array libraries): the same MLP written in plain PyTorch with
+autograd, written by hand in NumPy (the overhead floor of a Python
+training step), and scikit-learn's ``MLPClassifier`` trained with
+``partial_fit``. Each builder returns
 zero-argument callables; each call runs the phase once and returns
 something to synchronize on.
 """
@@ -14,16 +16,18 @@ import itertools
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
+from xpnet._backend import library
+
+np = library("numpy")
 
 Phase = Callable[[], Any]
 
 
 def torch_mlp(
-    widths: tuple[int, ...], x: np.ndarray, y: np.ndarray, dtype: str, lr: float, device: Any
+    widths: tuple[int, ...], x: Any, y: Any, dtype: str, lr: float, device: Any
 ) -> dict[str, Phase]:
     """``torch.nn`` layers, ``F.cross_entropy``, autograd and ``optim.SGD``."""
-    import torch
+    torch = library("torch")
 
     torch_dtype = getattr(torch, dtype)
     layers: list[Any] = []
@@ -55,7 +59,7 @@ def torch_mlp(
     return {"forward": forward, "forward_backward": forward_backward, "step": step}
 
 
-def numpy_step(widths: tuple[int, ...], x: np.ndarray, y: np.ndarray, lr: float) -> Phase:
+def numpy_step(widths: tuple[int, ...], x: Any, y: Any, lr: float) -> Phase:
     """A careful hand-written NumPy step: forward, fused softmax-CE gradient,
     backward, in-place SGD. What a person would write for this one network."""
     rng = np.random.default_rng(0)
@@ -98,7 +102,7 @@ def numpy_step(widths: tuple[int, ...], x: np.ndarray, y: np.ndarray, lr: float)
     return step
 
 
-def sklearn_step(widths: tuple[int, ...], x: np.ndarray, y: np.ndarray, lr: float) -> Phase:
+def sklearn_step(widths: tuple[int, ...], x: Any, y: Any, lr: float) -> Phase:
     """scikit-learn's MLPClassifier, one ``partial_fit`` (one SGD step) per call."""
     from sklearn.neural_network import MLPClassifier
 

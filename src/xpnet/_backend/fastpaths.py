@@ -1,0 +1,225 @@
+"""Per-step fast paths: fused and in-place variants of the few operations a
+training step repeats, with each library's version side by side.
+
+Small models are overhead-bound, so these save what the array API cannot
+say: an allocation (writing into an existing buffer), a pass (PyTorch's
+``addmm``) or a wrapper layer (NumPy's ufunc reduce). One class per library,
+as Thinc keeps ``NumpyOps`` and ``CupyOps`` apart; :class:`ArrayAPIOps` is the
+portable fallback (JAX, array-api-strict, anything else) and the base the
+others override. The public functions pick the class once per array type.
+"""
+
+from __future__ import annotations
+
+import array_api_compat
+import numpy as np
+
+from xpnet._typing import Array, Namespace
+
+_WRITEABLE_BY_TYPE: dict[type, bool] = {}
+
+
+def is_writeable(x: Array) -> bool:
+    """Whether `x` may be updated in place (False for JAX arrays).
+
+    Decided once per array type: it is asked for xpnet's own parameters,
+    gradients and optimizer state on every step, which are never read-only
+    views.
+    """
+    kind = type(x)
+    found = _WRITEABLE_BY_TYPE.get(kind)
+    if found is None:
+        found = _WRITEABLE_BY_TYPE[kind] = bool(array_api_compat.is_writeable_array(x))
+    return found
+
+
+# --------------------------------------------------------------------------
+# One class per library
+# --------------------------------------------------------------------------
+
+
+class ArrayAPIOps:
+    """Plain array API calls: new arrays, in place only where the array says
+    it is writable (array-api-strict yes, JAX never)."""
+
+    @staticmethod
+    def reduce_sum(xp: Namespace, x: Array, axis: int, keepdims: bool) -> Array:
+        return xp.sum(x, axis=axis, keepdims=keepdims)
+
+    @staticmethod
+    def reduce_max(xp: Namespace, x: Array, axis: int, keepdims: bool) -> Array:
+        return xp.max(x, axis=axis, keepdims=keepdims)
+
+    @staticmethod
+    def affine(x: Array, w: Array, b: Array) -> Array:
+        z = x @ w
+        if is_writeable(z):  # the fresh product is ours: add the bias in place
+            z += b
+            return z
+        return z + b
+
+    @staticmethod
+    def add_scaled_(y: Array, alpha: float, x: Array) -> Array:
+        x *= alpha  # scale the (disposable) x in place: no temporary
+        y += x
+        return y
+
+    @staticmethod
+    def relu_(xp: Namespace, z: Array) -> Array:
+        return xp.maximum(z, 0.0)
+
+    @staticmethod
+    def relu_backward_(xp: Namespace, dy: Array, y: Array) -> Array:
+        return xp.where(y > 0, dy, 0.0)
+
+    @staticmethod
+    def matmul_into(a: Array, b: Array, out: Array) -> Array:
+        return a @ b
+
+
+class NumpyOps(ArrayAPIOps):
+    """NumPy: ufuncs with ``out=`` and the ufunc's own reduce, which skips
+    the generic wrapper (a few microseconds a call at small sizes)."""
+
+    @staticmethod
+    def reduce_sum(xp: Namespace, x: Array, axis: int, keepdims: bool) -> Array:
+        return np.add.reduce(x, axis=axis, keepdims=keepdims)
+
+    @staticmethod
+    def reduce_max(xp: Namespace, x: Array, axis: int, keepdims: bool) -> Array:
+        return np.maximum.reduce(x, axis=axis, keepdims=keepdims)
+
+    @staticmethod
+    def relu_(xp: Namespace, z: Array) -> Array:
+        return np.maximum(z, 0.0, out=z)
+
+    @staticmethod
+    def relu_backward_(xp: Namespace, dy: Array, y: Array) -> Array:
+        return np.multiply(dy, y > 0, out=dy)
+
+    @staticmethod
+    def matmul_into(a: Array, b: Array, out: Array) -> Array:
+        return np.matmul(a, b, out=out)
+
+
+class CupyOps(ArrayAPIOps):
+    """CuPy: NumPy's ``out=`` ufuncs, on the GPU."""
+
+    @staticmethod
+    def relu_(xp: Namespace, z: Array) -> Array:
+        import cupy
+
+        return cupy.maximum(z, 0.0, out=z)
+
+    @staticmethod
+    def relu_backward_(xp: Namespace, dy: Array, y: Array) -> Array:
+        import cupy
+
+        return cupy.multiply(dy, y > 0, out=dy)
+
+    @staticmethod
+    def matmul_into(a: Array, b: Array, out: Array) -> Array:
+        import cupy
+
+        return cupy.matmul(a, b, out=out)
+
+
+class TorchOps(ArrayAPIOps):
+    """PyTorch: fused kernels (``addmm``, ``add_(alpha=)``) and the in-place
+    ``_`` methods."""
+
+    @staticmethod
+    def affine(x: Array, w: Array, b: Array) -> Array:
+        import torch
+
+        return torch.addmm(b, x, w)
+
+    @staticmethod
+    def add_scaled_(y: Array, alpha: float, x: Array) -> Array:
+        return y.add_(x, alpha=alpha)
+
+    @staticmethod
+    def relu_(xp: Namespace, z: Array) -> Array:
+        return z.clamp_(min=0)
+
+    @staticmethod
+    def relu_backward_(xp: Namespace, dy: Array, y: Array) -> Array:
+        import torch
+
+        # autograd's own ReLU backward, written over dy: one pass, no mask
+        return torch.ops.aten.threshold_backward.grad_input(dy, y, 0, grad_input=dy)
+
+    @staticmethod
+    def matmul_into(a: Array, b: Array, out: Array) -> Array:
+        import torch
+
+        return torch.matmul(a, b, out=out)
+
+
+# --------------------------------------------------------------------------
+# Dispatch: once per array type
+# --------------------------------------------------------------------------
+
+_OPS_BY_TYPE: dict[type, type[ArrayAPIOps]] = {}
+
+
+def _ops_for_new_type(x: Array) -> type[ArrayAPIOps]:
+    if type(x) is np.ndarray:  # exactly: subclasses (np.matrix, ...) go generic
+        return NumpyOps
+    if array_api_compat.is_torch_array(x):
+        return TorchOps
+    if array_api_compat.is_cupy_array(x):
+        return CupyOps
+    return ArrayAPIOps
+
+
+def _ops(x: Array) -> type[ArrayAPIOps]:
+    """The fast paths for arrays of the type of `x`."""
+    ops = _OPS_BY_TYPE.get(type(x))
+    if ops is None:
+        ops = _OPS_BY_TYPE[type(x)] = _ops_for_new_type(x)
+    return ops
+
+
+def reduce_sum(xp: Namespace, x: Array, axis: int, keepdims: bool = False) -> Array:
+    """``xp.sum`` for the per-step kernels; on NumPy the ufunc's own reduce,
+    which skips the generic wrapper (a few microseconds a call at small sizes)."""
+    return _ops(x).reduce_sum(xp, x, axis, keepdims)
+
+
+def reduce_max(xp: Namespace, x: Array, axis: int, keepdims: bool = False) -> Array:
+    """``xp.max``, with the same NumPy shortcut as :func:`reduce_sum`."""
+    return _ops(x).reduce_max(xp, x, axis, keepdims)
+
+
+def affine(x: Array, w: Array, b: Array | None) -> Array:
+    """``x @ w + b`` in one pass where the library has it (PyTorch's addmm),
+    else the product plus an in-place bias add on the fresh result."""
+    if b is None:
+        return x @ w
+    return _ops(x).affine(x, w, b)
+
+
+def add_scaled_(y: Array, alpha: float, x: Array) -> Array:
+    """``y += alpha * x`` in place, for writable `y`; `x` may be overwritten
+    (NumPy and CuPy scale it in place to avoid a temporary; PyTorch fuses)."""
+    return _ops(y).add_scaled_(y, alpha, x)
+
+
+def relu_(xp: Namespace, z: Array) -> Array:
+    """``max(z, 0)`` written over `z` where the library allows it (saves one
+    activation-sized array per ReLU layer); a new array on JAX."""
+    return _ops(z).relu_(xp, z)
+
+
+def relu_backward_(xp: Namespace, dy: Array, y: Array) -> Array:
+    """``where(y > 0, dy, 0)``, written over `dy` where the library allows it."""
+    return _ops(dy).relu_backward_(xp, dy, y)
+
+
+def matmul(a: Array, b: Array, out: Array | None = None) -> Array:
+    """``a @ b``, written into `out` when given and the library can (NumPy,
+    CuPy, PyTorch), so a gradient buffer is reused instead of reallocated."""
+    if out is None or not is_writeable(out) or out.shape != (a.shape[0], b.shape[1]):
+        return a @ b
+    return _ops(out).matmul_into(a, b, out)
