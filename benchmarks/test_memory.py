@@ -50,4 +50,4 @@ def test_step_memory_is_close_to_the_minimum():
     ratio = peak / minimum
     mib = 2**20
     print(f"\nL step peak {peak / mib:.1f} MiB, minimum {minimum / mib:.1f} MiB, ratio {ratio:.2f}")
-    assert ratio < 1.35  # measured 1.29; the target is 1.3
+    assert ratio < 1.35  # measured 1.29; the goal is 1.3

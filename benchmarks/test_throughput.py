@@ -18,12 +18,12 @@ from xpnet import _backend, bench
 
 
 def _case(backend_name: str, size: str, dtype: str) -> bench.Case:
-    target = _backend.get_backend(backend_name)
+    placement = _backend.get_backend(backend_name)
     try:
-        _backend.float_dtype(target.xp, dtype)
+        _backend.float_dtype(placement.xp, dtype)
     except TypeError as exc:  # float64 on JAX without 64-bit mode
         pytest.skip(str(exc))
-    return bench.make_case(target, size, dtype)
+    return bench.make_case(placement, size, dtype)
 
 
 @pytest.mark.parametrize("phase", bench.PHASES)

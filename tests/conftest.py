@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
-from helpers import assert_close, assert_like  # noqa: F401  (until every test imports helpers)
 from xpnet import _backend
 
 try:  # float64 gradient checks need JAX's 64-bit mode; set before any array exists
@@ -47,7 +46,7 @@ def _selected() -> set[str] | None:
 
 
 @pytest.fixture(scope="session", params=MATRIX, ids=[m[0] for m in MATRIX])
-def target(request) -> _backend.Backend:
+def placement(request) -> _backend.Backend:
     """The backend and device under test."""
     case_id, name, device = request.param
     selected = _selected()
@@ -62,23 +61,23 @@ def target(request) -> _backend.Backend:
 
 
 @pytest.fixture(scope="session")
-def xp(target):
+def xp(placement):
     """The array API namespace under test."""
-    return target.xp
+    return placement.xp
 
 
 @pytest.fixture(scope="session")
-def device(target):
+def device(placement):
     """The device under test (``device1`` for the GPU-like strict case)."""
-    return target.device
+    return placement.device
 
 
 @pytest.fixture(scope="session")
-def make(target):
+def make(placement):
     """``make(host_data, dtype="float64")``: move host data to the backend under test."""
 
     def make(data, dtype="float64"):
-        return _backend.asarray(np.asarray(data), target, dtype)
+        return _backend.asarray(np.asarray(data), placement, dtype)
 
     return make
 

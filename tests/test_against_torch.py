@@ -49,10 +49,10 @@ OPTIMIZERS = {
 
 
 @pytest.mark.parametrize("kind", sorted(OPTIMIZERS))
-def test_ten_steps_match_plain_pytorch(kind, target):
+def test_ten_steps_match_plain_pytorch(kind, placement):
     model = xn.Sequential(
         [layers.Dense(6, activation="tanh"), layers.Dense(3, activation="softmax")],
-        backend=target.name, device=target.device, dtype="float64", seed=11,
+        backend=placement.name, device=placement.device, dtype="float64", seed=11,
     )  # fmt: skip
     model.compile(loss="sparse_categorical_crossentropy", optimizer=OPTIMIZERS[kind]())
     model.build(5)

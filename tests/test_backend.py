@@ -131,33 +131,33 @@ def test_the_package_reexports_its_modules_names():
     assert _backend._CURRENT is selection._CURRENT
 
 
-def test_to_numpy_round_trip(target, make):
+def test_to_numpy_round_trip(placement, make):
     host = np.arange(6.0).reshape(2, 3)
     x = make(host)
-    assert _backend.device_of(x) == target.device
+    assert _backend.device_of(x) == placement.device
     back = xn.to_numpy(x)
     assert isinstance(back, np.ndarray)
     np.testing.assert_array_equal(back, host)
 
 
-def test_asarray_casts_and_places(target):
-    x = _backend.asarray([[1, 2], [3, 4]], target, "float32")
-    assert x.dtype == target.xp.float32
-    assert _backend.device_of(x) == target.device
-    assert _backend.namespace(x) is target.xp
+def test_asarray_casts_and_places(placement):
+    x = _backend.asarray([[1, 2], [3, 4]], placement, "float32")
+    assert x.dtype == placement.xp.float32
+    assert _backend.device_of(x) == placement.device
+    assert _backend.namespace(x) is placement.xp
 
 
-def test_asarray_copy_does_not_alias(target):
+def test_asarray_copy_does_not_alias(placement):
     host = np.zeros(3)
-    x = _backend.asarray(host, target, "float64", copy=True)
+    x = _backend.asarray(host, placement, "float64", copy=True)
     host[0] = 5.0
     assert float(xn.to_numpy(x)[0]) == 0.0
 
 
-def test_asarray_refuses_arrays_of_another_library(target):
-    if target.name == "numpy":
+def test_asarray_refuses_arrays_of_another_library(placement):
+    if placement.name == "numpy":
         pytest.skip("numpy arrays are host data")
-    x = _backend.asarray([1.0], target)
+    x = _backend.asarray([1.0], placement)
     with pytest.raises(TypeError, match="expected host data"):
         _backend.asarray(x, _backend.get_backend("numpy"))
 
@@ -183,14 +183,14 @@ def test_non_float_dtype_is_a_type_error(xp):
 
 def test_jax_float64_without_x64_is_an_explained_error():
     jax = pytest.importorskip("jax")
-    target = xn.get_backend("jax")
+    placement = xn.get_backend("jax")
     jax.config.update("jax_enable_x64", False)
     try:
         with pytest.raises(TypeError, match="jax_enable_x64"):
-            _backend.float_dtype(target.xp, "float64")
+            _backend.float_dtype(placement.xp, "float64")
         with pytest.raises(TypeError, match="jax_enable_x64"):
-            _backend.asarray(np.zeros(2), target)
-        labels = _backend.asarray(np.arange(3), target)  # int64 labels become int32
+            _backend.asarray(np.zeros(2), placement)
+        labels = _backend.asarray(np.arange(3), placement)  # int64 labels become int32
         assert str(labels.dtype) == "int32"
     finally:
         jax.config.update("jax_enable_x64", True)
@@ -204,11 +204,11 @@ def test_host_rng_same_seed_same_numbers():
     assert _backend.host_rng(gen) is gen
 
 
-def test_is_writeable(target, make):
-    assert _backend.is_writeable(make([1.0])) == (target.name != "jax")
+def test_is_writeable(placement, make):
+    assert _backend.is_writeable(make([1.0])) == (placement.name != "jax")
 
 
-def test_backend_of(target, make):
+def test_backend_of(placement, make):
     found = _backend.backend_of(make([1.0]))
-    assert found.name == target.name and found.device == target.device
+    assert found.name == placement.name and found.device == placement.device
     assert_close(make([1.0]), [1.0])

@@ -99,5 +99,5 @@ def test_a_bad_device_keeps_the_default_backend():
     assert xn.get_backend() is chosen
 
 
-def test_device_of_matches_the_backend(target, make):
-    assert devices.device_of(make([1.0, 2.0])) == target.device
+def test_device_of_matches_the_backend(placement, make):
+    assert devices.device_of(make([1.0, 2.0])) == placement.device

@@ -30,12 +30,12 @@ def test_other_datasets(dataset, capsys):
     assert "test accuracy" in capsys.readouterr().out
 
 
-def test_demo_on_every_backend(target, capsys):
-    args = ["demo", "--backend", target.name, "--epochs", "1", "--plot", "", "--quiet"]
-    if target.name == "array_api_strict" and "device1" in str(target.device):
+def test_demo_on_every_backend(placement, capsys):
+    args = ["demo", "--backend", placement.name, "--epochs", "1", "--plot", "", "--quiet"]
+    if placement.name == "array_api_strict" and "device1" in str(placement.device):
         args += ["--device", "device1"]
     assert cli.main(args) == 0
-    assert f"backend: {target.name}" in capsys.readouterr().out
+    assert f"backend: {placement.name}" in capsys.readouterr().out
 
 
 def test_demo_shows_a_progress_bar(capsys):

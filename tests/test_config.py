@@ -178,7 +178,7 @@ def test_value_objects_compare_by_config_state_by_identity():
     assert isinstance(activations.ReLU(), _config.ConfigValue)
 
 
-def test_a_model_rebuilt_from_layer_configs_computes_the_same(target):
+def test_a_model_rebuilt_from_layer_configs_computes_the_same(placement):
     x = np.random.default_rng(0).normal(size=(5, 4))
     stack = [
         layers.Dense(6, activation="relu", input_dim=4),
@@ -187,7 +187,7 @@ def test_a_model_rebuilt_from_layer_configs_computes_the_same(target):
         layers.ReLU(),
         layers.Dense(2, activation="softmax"),
     ]
-    kw = {"backend": target.name, "device": target.device, "dtype": "float64", "seed": 0}
+    kw = {"backend": placement.name, "device": placement.device, "dtype": "float64", "seed": 0}
     model = xn.Sequential(stack, **kw)
     twin = xn.Sequential([layers.get(layers.serialize(layer)) for layer in stack], **kw)
     assert_close(twin.predict(x), xn.to_numpy(model.predict(x)))

@@ -37,17 +37,17 @@ def test_compute_fans(shape, fans):
 
 
 @pytest.mark.parametrize("name", ALL_NAMES)
-def test_every_name_builds_on_every_backend(name, target):
-    w = initializers.get(name)((8, 6), rng=0, backend=target)
+def test_every_name_builds_on_every_backend(name, placement):
+    w = initializers.get(name)((8, 6), rng=0, backend=placement)
     assert tuple(w.shape) == (8, 6)
-    assert w.dtype == target.xp.float32
-    assert _backend.device_of(w) == target.device
+    assert w.dtype == placement.xp.float32
+    assert _backend.device_of(w) == placement.device
 
 
 @pytest.mark.parametrize("name", ALL_NAMES)
-def test_one_seed_gives_the_same_numbers_on_every_backend(name, target):
+def test_one_seed_gives_the_same_numbers_on_every_backend(name, placement):
     reference = xn.to_numpy(initializers.get(name)((5, 4), "float64", rng=42, backend="numpy"))
-    here = xn.to_numpy(initializers.get(name)((5, 4), "float64", rng=42, backend=target))
+    here = xn.to_numpy(initializers.get(name)((5, 4), "float64", rng=42, backend=placement))
     np.testing.assert_array_equal(here, reference)
 
 
@@ -66,10 +66,10 @@ def test_a_shared_generator_advances():
     assert not np.array_equal(a, b)
 
 
-def test_constants(target):
-    assert np.all(xn.to_numpy(initializers.Zeros()((2, 3), backend=target)) == 0)
-    assert np.all(xn.to_numpy(initializers.Ones()((2, 3), backend=target)) == 1)
-    assert np.all(xn.to_numpy(initializers.Constant(0.25)((4,), backend=target)) == 0.25)
+def test_constants(placement):
+    assert np.all(xn.to_numpy(initializers.Zeros()((2, 3), backend=placement)) == 0)
+    assert np.all(xn.to_numpy(initializers.Ones()((2, 3), backend=placement)) == 1)
+    assert np.all(xn.to_numpy(initializers.Constant(0.25)((4,), backend=placement)) == 0.25)
 
 
 FAN_IN, FAN_OUT = 400, 600
@@ -117,9 +117,9 @@ def test_random_uniform_and_normal():
     assert n.mean() == pytest.approx(2.0, abs=0.01) and n.std() == pytest.approx(0.5, rel=0.01)
 
 
-def test_float64_on_request(target):
-    w = initializers.get("he_normal")((3, 2), "float64", rng=0, backend=target)
-    assert w.dtype == target.xp.float64
+def test_float64_on_request(placement):
+    w = initializers.get("he_normal")((3, 2), "float64", rng=0, backend=placement)
+    assert w.dtype == placement.xp.float64
 
 
 def test_unknown_name_suggests():

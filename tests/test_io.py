@@ -42,12 +42,12 @@ def trained(backend="numpy", device=None, dropout=False):
     return model
 
 
-def test_save_on_numpy_load_anywhere(tmp_path, target):
+def test_save_on_numpy_load_anywhere(tmp_path, placement):
     model = trained()
     path = tmp_path / "m.xpnet"
     model.save(path)
-    loaded = xn.load_model(path, backend=target.name, device=target.device)
-    assert loaded.backend == target.name
+    loaded = xn.load_model(path, backend=placement.name, device=placement.device)
+    assert loaded.backend == placement.name
     assert_close(loaded.predict(X), xn.to_numpy(model.predict(X)), rtol=1e-12)
     assert loaded.optimizer.iterations == model.optimizer.iterations
     # Training continues exactly as it would have without the round trip.
@@ -56,8 +56,8 @@ def test_save_on_numpy_load_anywhere(tmp_path, target):
     assert b == pytest.approx(a, rel=1e-9)
 
 
-def test_save_anywhere_load_on_numpy(tmp_path, target):
-    model = trained(target.name, target.device, dropout=True)
+def test_save_anywhere_load_on_numpy(tmp_path, placement):
+    model = trained(placement.name, placement.device, dropout=True)
     path = tmp_path / "m.xpnet"
     model.save(path)
     loaded = xn.load_model(path, backend="numpy")
@@ -225,9 +225,9 @@ def test_damaged_bytes_are_refused(saved, damage, match):
     assert_refused(saved, match)
 
 
-def test_a_damaged_file_is_refused_on_every_backend(saved, target):
+def test_a_damaged_file_is_refused_on_every_backend(saved, placement):
     saved.write_bytes(flip_in_member("arrays/1.npy", 130)(saved.read_bytes()))
-    assert_refused(saved, "Bad CRC-32", backend=target.name, device=target.device)
+    assert_refused(saved, "Bad CRC-32", backend=placement.name, device=placement.device)
 
 
 def test_members_that_do_not_match_the_listing(saved):
@@ -437,7 +437,7 @@ def test_optimizer_state_that_does_not_fit_the_optimizer(saved):
     )
 
 
-def test_optimizer_state_is_loaded_in_the_model_dtype(tmp_path, target):
+def test_optimizer_state_is_loaded_in_the_model_dtype(tmp_path, placement):
     model = xn.Sequential([layers.Dense(3, input_dim=4)], dtype="float32", seed=0)
     model.compile(loss="mse", optimizer="adam")
     model.fit(X, X[:, :3], epochs=1, batch_size=10, verbose=0)
@@ -445,7 +445,7 @@ def test_optimizer_state_is_loaded_in_the_model_dtype(tmp_path, target):
     model.save(path)
     config, arrays = unpack(path)
     pack(path, config, {n: a.astype(np.float64) for n, a in arrays.items()})  # a file may differ
-    loaded = xn.load_model(path, backend=target.name, device=target.device)
+    loaded = xn.load_model(path, backend=placement.name, device=placement.device)
     kernel = loaded.layers[0].params["kernel"]
     for slot in loaded.optimizer.state["dense/kernel"].values():
         assert slot.dtype == kernel.dtype

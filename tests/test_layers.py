@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import xpnet as xn
-from conftest import assert_close
+from helpers import assert_close
 from xpnet import _backend, layers
 
 rng = np.random.default_rng(0)
@@ -14,8 +14,10 @@ X = rng.normal(size=(7, 5))
 LABELS = rng.integers(0, 3, size=7)
 
 
-def _model(target, stack, loss="sparse_categorical_crossentropy"):
-    model = xn.Sequential(stack, backend=target.name, device=target.device, dtype="float64", seed=3)
+def _model(placement, stack, loss="sparse_categorical_crossentropy"):
+    model = xn.Sequential(
+        stack, backend=placement.name, device=placement.device, dtype="float64", seed=3
+    )
     model.compile(loss=loss, optimizer="sgd")
     return model
 
@@ -24,15 +26,15 @@ def _model(target, stack, loss="sparse_categorical_crossentropy"):
     "activation",
     ["linear", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "softplus", "gelu", "silu"],
 )
-def test_dense_gradients_for_every_activation(activation, target):
-    model = _model(target, [layers.Dense(6, activation=activation), layers.Dense(3)])
+def test_dense_gradients_for_every_activation(activation, placement):
+    model = _model(placement, [layers.Dense(6, activation=activation), layers.Dense(3)])
     model.compile(loss=xn.losses.SparseCategoricalCrossentropy(from_logits=True), optimizer="sgd")
     errors = xn.gradcheck(model, X, LABELS)
     assert set(errors) == {"dense/kernel", "dense/bias", "dense_1/kernel", "dense_1/bias"}
     assert max(errors.values()) < 1e-6, errors
 
 
-def test_every_layer_type_backpropagates(target):
+def test_every_layer_type_backpropagates(placement):
     stack = [
         layers.Dense(6),
         layers.LeakyReLU(0.2),
@@ -53,43 +55,43 @@ def test_every_layer_type_backpropagates(target):
         layers.Dense(3),
         layers.Softmax(),
     ]
-    model = _model(target, stack, loss="categorical_crossentropy")
+    model = _model(placement, stack, loss="categorical_crossentropy")
     one_hot = np.eye(3)[LABELS]
     errors = xn.gradcheck(model, X, one_hot)
     assert "prelu/alpha" in errors
     assert max(errors.values()) < 1e-6, errors
 
 
-def test_fused_and_unfused_outputs_have_right_gradients(target):
+def test_fused_and_unfused_outputs_have_right_gradients(placement):
     for stack, loss, y in [
         ([layers.Dense(1, activation="sigmoid")], "binary_crossentropy", (LABELS > 0) * 1.0),
         ([layers.Dense(3, activation="softmax")], "sparse_categorical_crossentropy", LABELS),
         ([layers.Dense(3), layers.Softmax()], "categorical_crossentropy", np.eye(3)[LABELS]),
         ([layers.Dense(2, activation="sigmoid")], "mse", rng.random((7, 2))),
     ]:
-        model = _model(target, stack, loss)
+        model = _model(placement, stack, loss)
         assert max(xn.gradcheck(model, X, y).values()) < 1e-6
 
 
-def test_dense_forward_is_keras_layout(make, target):
+def test_dense_forward_is_keras_layout(make, placement):
     layer = layers.Dense(4, activation="relu")
-    layer.build((None, 5), target=target, dtype=target.xp.float64, rng=0)
+    layer.build((None, 5), placement=placement, dtype=placement.xp.float64, rng=0)
     assert tuple(layer.kernel.shape) == (5, 4) and tuple(layer.bias.shape) == (4,)
     kernel = xn.to_numpy(layer.kernel)
     out = layer(make(X))
     assert_close(out, np.maximum(X @ kernel, 0.0))
-    assert _backend.device_of(out) == target.device
+    assert _backend.device_of(out) == placement.device
 
 
-def test_dense_without_bias(target):
-    model = _model(target, [layers.Dense(3, use_bias=False)])
+def test_dense_without_bias(placement):
+    model = _model(placement, [layers.Dense(3, use_bias=False)])
     model.build(5)
     assert list(model.layers[0].params) == ["kernel"]
     model.compile(loss=xn.losses.SparseCategoricalCrossentropy(from_logits=True), optimizer="sgd")
     assert max(xn.gradcheck(model, X, LABELS).values()) < 1e-6
 
 
-def test_dropout_masks_scale_and_repeat(make, target):
+def test_dropout_masks_scale_and_repeat(make, placement):
     drop = layers.Dropout(0.25, seed=7)
     x = make(np.ones((400, 50)))
     y, backward = drop.forward(x, training=True)
@@ -151,7 +153,7 @@ def test_config_round_trip(layer):
     assert again.get_config() == layer.get_config()
 
 
-def test_every_relu_layer_runs_the_activations_fast_path(monkeypatch, target):
+def test_every_relu_layer_runs_the_activations_fast_path(monkeypatch, placement):
     calls = []
     relu = xn.activations.ReLU
 
@@ -171,7 +173,7 @@ def test_every_relu_layer_runs_the_activations_fast_path(monkeypatch, target):
         [layers.Dense(4), layers.Activation("relu"), layers.Dense(3)],
     ):
         calls.clear()
-        model = _model(target, stack)
+        model = _model(placement, stack)
         model.compile(
             loss=xn.losses.SparseCategoricalCrossentropy(from_logits=True), optimizer="sgd"
         )

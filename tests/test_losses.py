@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import xpnet as xn
-from conftest import assert_close, assert_like
+from helpers import assert_close, assert_like
 
 INF = math.inf
 LOGITS = [[-INF, 1.0, 2.0], [1e4, -INF, -1e4], [0.5, -INF, -INF]]

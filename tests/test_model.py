@@ -19,8 +19,8 @@ Y_BIN = (X[:, 0] > 0).astype(np.float64)
 Y_REG = X @ np.array([1.0, -2.0, 0.5, 0.0]) + 0.1
 
 
-def classifier(target=None, dtype="float64", seed=0, **kw):
-    where = {} if target is None else {"backend": target.name, "device": target.device}
+def classifier(placement=None, dtype="float64", seed=0, **kw):
+    where = {} if placement is None else {"backend": placement.name, "device": placement.device}
     model = xn.Sequential(
         [layers.Dense(8, activation="relu"), layers.Dense(3, activation="softmax")],
         dtype=dtype,
@@ -38,12 +38,12 @@ def classifier(target=None, dtype="float64", seed=0, **kw):
 # ------------------------------------------------------------ backend resolution
 
 
-def test_backend_comes_from_the_argument_first(target):
-    model = classifier(target)
+def test_backend_comes_from_the_argument_first(placement):
+    model = classifier(placement)
     model.fit(X, Y_CLASS, epochs=1, verbose=0)  # host data goes to the model's device
-    assert model.backend == target.name and model.device == target.device
+    assert model.backend == placement.name and model.device == placement.device
     out = model.predict(X)
-    assert _backend.namespace(out) is target.xp and _backend.device_of(out) == target.device
+    assert _backend.namespace(out) is placement.xp and _backend.device_of(out) == placement.device
 
 
 def test_backend_comes_from_the_global_default_second():
@@ -54,12 +54,12 @@ def test_backend_comes_from_the_global_default_second():
     assert model.backend == "array_api_strict" and str(model.device).endswith("'device1')")
 
 
-def test_backend_comes_from_the_data_last(target):
-    x = _backend.asarray(X, target, "float64")
-    y = _backend.asarray(Y_CLASS, target)
+def test_backend_comes_from_the_data_last(placement):
+    x = _backend.asarray(X, placement, "float64")
+    y = _backend.asarray(Y_CLASS, placement)
     model = classifier()
     model.fit(x, y, epochs=1, verbose=0)
-    assert model.backend == target.name and model.device == target.device
+    assert model.backend == placement.name and model.device == placement.device
 
 
 def test_host_data_defaults_to_numpy():
@@ -92,10 +92,10 @@ def test_fusion_is_decided_by_output_and_loss(stack, loss, fused):
     assert model.fused is fused
 
 
-def test_fused_step_uses_p_minus_y_and_reports_the_true_loss(target):
+def test_fused_step_uses_p_minus_y_and_reports_the_true_loss(placement):
     model = xn.Sequential(
         [layers.Dense(3, activation="softmax", use_bias=False)],
-        backend=target.name, device=target.device, dtype="float64",
+        backend=placement.name, device=placement.device, dtype="float64",
     )  # fmt: skip
     model.compile(loss="sparse_categorical_crossentropy", optimizer=xn.optimizers.SGD(1.0))
     model.build(4)
@@ -112,9 +112,9 @@ def test_fused_step_uses_p_minus_y_and_reports_the_true_loss(target):
     assert_close(model.get_weights()[0], expected, rtol=1e-12)
 
 
-def test_fused_binary_loss_is_finite_at_extreme_logits(target):
+def test_fused_binary_loss_is_finite_at_extreme_logits(placement):
     model = xn.Sequential(
-        [layers.Dense(1, activation="sigmoid")], backend=target.name, device=target.device
+        [layers.Dense(1, activation="sigmoid")], backend=placement.name, device=placement.device
     )
     model.compile(loss="binary_crossentropy", optimizer="sgd")
     model.build(1)
@@ -179,27 +179,27 @@ def test_same_seed_is_bit_identical_and_seeds_differ():
     assert other.history["loss"] != runs[0].history["loss"]
 
 
-def test_initial_weights_identical_across_backends(target):
-    here = classifier(target).build(4).get_weights()
+def test_initial_weights_identical_across_backends(placement):
+    here = classifier(placement).build(4).get_weights()
     reference = classifier().build(4).get_weights()
     for a, b in zip(here, reference, strict=True):
         np.testing.assert_array_equal(a, b)
 
 
-def test_loss_histories_agree_across_backends(target):
+def test_loss_histories_agree_across_backends(placement):
     reference = classifier(optimizer=xn.optimizers.Adam(0.01)).fit(
         X, Y_CLASS, epochs=5, batch_size=8, shuffle=False, verbose=0
     )
-    here = classifier(target, optimizer=xn.optimizers.Adam(0.01)).fit(
+    here = classifier(placement, optimizer=xn.optimizers.Adam(0.01)).fit(
         X, Y_CLASS, epochs=5, batch_size=8, shuffle=False, verbose=0
     )
     np.testing.assert_allclose(here.history["loss"], reference.history["loss"], rtol=1e-6)
     np.testing.assert_allclose(here.history["accuracy"], reference.history["accuracy"])
 
 
-def test_shuffled_training_is_identical_across_backends(target):
+def test_shuffled_training_is_identical_across_backends(placement):
     reference = classifier().fit(X, Y_CLASS, epochs=3, batch_size=8, verbose=0)
-    here = classifier(target).fit(X, Y_CLASS, epochs=3, batch_size=8, verbose=0)
+    here = classifier(placement).fit(X, Y_CLASS, epochs=3, batch_size=8, verbose=0)
     np.testing.assert_allclose(here.history["loss"], reference.history["loss"], rtol=1e-6)
 
 
@@ -274,8 +274,8 @@ def test_a_fit_that_raises_leaves_weights_and_optimizer_state_untouched():
 # ------------------------------------------------------------ bad input
 
 
-def _fitted(target):
-    model = classifier(target, optimizer=xn.optimizers.Adam(0.01))  # Adam: state to compare
+def _fitted(placement):
+    model = classifier(placement, optimizer=xn.optimizers.Adam(0.01))  # Adam: state to compare
     model.fit(X, Y_CLASS, epochs=1, verbose=0)
     return model
 
@@ -352,24 +352,26 @@ def assert_state_unchanged(model, before):
 @pytest.mark.parametrize(
     ("case", "call", "error", "message"), BAD_FITS, ids=[c[0] for c in BAD_FITS]
 )
-def test_bad_fit_input_is_refused_and_changes_nothing(case, call, error, message, target):
-    model = _fitted(target)
+def test_bad_fit_input_is_refused_and_changes_nothing(case, call, error, message, placement):
+    model = _fitted(placement)
     before = training_state(model)
     with pytest.raises(error, match=message):
         call(model)
     assert_state_unchanged(model, before)
 
 
-def test_data_of_another_library_is_refused(target):
-    if target.name == "numpy":
+def test_data_of_another_library_is_refused(placement):
+    if placement.name == "numpy":
         pytest.skip("needs a second library")
     model = classifier()  # numpy, from host data
     model.fit(X, Y_CLASS, epochs=1, verbose=0)
     before = model.get_weights()
-    with pytest.raises(TypeError, match=f"x is a {target.name} array but the model lives on numpy"):
-        model.fit(_backend.asarray(X, target, "float64"), Y_CLASS)
-    with pytest.raises(TypeError, match=f"is a {target.name} array"):
-        model.predict(_backend.asarray(X, target, "float64"))
+    with pytest.raises(
+        TypeError, match=f"x is a {placement.name} array but the model lives on numpy"
+    ):
+        model.fit(_backend.asarray(X, placement, "float64"), Y_CLASS)
+    with pytest.raises(TypeError, match=f"is a {placement.name} array"):
+        model.predict(_backend.asarray(X, placement, "float64"))
     np.testing.assert_array_equal(before[0], model.get_weights()[0])
 
 
@@ -445,8 +447,8 @@ def test_set_weights_checks_everything_first():
 # ------------------------------------------------------------ the rest of the API
 
 
-def test_get_weights_order_and_round_trip(target):
-    model = classifier(target).build(4)
+def test_get_weights_order_and_round_trip(placement):
+    model = classifier(placement).build(4)
     shapes = [w.shape for w in model.get_weights()]
     assert shapes == [(4, 8), (8,), (8, 3), (3,)]
     new = [np.full(s, 0.5) for s in shapes]
@@ -455,15 +457,15 @@ def test_get_weights_order_and_round_trip(target):
         np.testing.assert_array_equal(a, b)
 
 
-def test_to_moves_parameters_and_optimizer_state(target):
+def test_to_moves_parameters_and_optimizer_state(placement):
     model = classifier(optimizer=xn.optimizers.Adam(0.01))
     model.fit(X, Y_CLASS, epochs=2, verbose=0)
     before = xn.to_numpy(model.predict(X))
-    model.to(target.name, target.device)
-    assert model.backend == target.name
+    model.to(placement.name, placement.device)
+    assert model.backend == placement.name
     for slots in model.optimizer.state.values():
         for value in slots.values():
-            assert _backend.device_of(value) == target.device
+            assert _backend.device_of(value) == placement.device
     assert_close(model.predict(X), before, rtol=1e-12)
     model.fit(X, Y_CLASS, epochs=1, verbose=0)  # keeps training there
 
@@ -521,8 +523,8 @@ def test_float32_by_default_and_integer_inputs_are_cast():
     assert math.isfinite(model.evaluate(np.ones((2, 2)), np.ones((2, 2)))["loss"])
 
 
-def test_bad_train_on_batch_input_changes_nothing(target):
-    model = _fitted(target)
+def test_bad_train_on_batch_input_changes_nothing(placement):
+    model = _fitted(placement)
     before = model.get_weights()
     for x, y in [(X[:, :2], Y_CLASS), (X, Y_CLASS + 3), (np.full_like(X, np.nan), Y_CLASS)]:
         with pytest.raises(ValueError):
@@ -534,8 +536,8 @@ def test_bad_train_on_batch_input_changes_nothing(target):
 # ------------------------------------------------------------ the public step
 
 
-def test_compute_gradients_changes_nothing_and_matches_finite_differences(target):
-    model = classifier(target)
+def test_compute_gradients_changes_nothing_and_matches_finite_differences(placement):
+    model = classifier(placement)
     data = model.prepare(X, Y_CLASS)
     before = model.get_weights()
     step = model.compute_gradients(data.x, data.y, training=False)
@@ -547,8 +549,8 @@ def test_compute_gradients_changes_nothing_and_matches_finite_differences(target
     assert_close(step.loss, model.evaluate(X, Y_CLASS)["loss"], rtol=1e-12)
 
 
-def test_train_step_is_compute_gradients_then_the_optimizer(target):
-    model, twin = classifier(target), classifier(target)
+def test_train_step_is_compute_gradients_then_the_optimizer(placement):
+    model, twin = classifier(placement), classifier(placement)
     data = model.prepare(X, Y_CLASS)
     twin.build(4)
     grads = {

@@ -15,11 +15,11 @@ from test_model import Y_CLASS, X, assert_state_unchanged, training_state
 from xpnet import _backend, layers
 
 
-def model_with_dropout(target, seed=0):
+def model_with_dropout(placement, seed=0):
     model = xn.Sequential(
         [layers.Dense(8, activation="relu"), layers.Dropout(0.3), layers.Dense(3)],
-        backend=target.name,
-        device=target.device,
+        backend=placement.name,
+        device=placement.device,
         dtype="float64",
         seed=seed,
     )
@@ -44,9 +44,9 @@ class FailAt(xn.callbacks.Callback):
             raise RuntimeError("failed part-way")
 
 
-def test_a_failed_fit_on_an_unbuilt_model_leaves_it_unbuilt(target):
-    model = model_with_dropout(target)
-    twin = model_with_dropout(target)
+def test_a_failed_fit_on_an_unbuilt_model_leaves_it_unbuilt(placement):
+    model = model_with_dropout(placement)
+    twin = model_with_dropout(placement)
     with pytest.raises(RuntimeError, match="failed part-way"):
         model.fit(X, Y_CLASS, epochs=3, batch_size=8, callbacks=[FailAt(1)], verbose=0)
     assert not model.built and not any(layer.params for layer in model.layers)
@@ -67,9 +67,9 @@ def test_a_failed_fit_on_an_unbuilt_model_keeps_its_backend_open():
 
 
 @pytest.mark.parametrize("built", [False, True], ids=["unbuilt", "built"])
-def test_after_a_rollback_the_next_fit_equals_an_untouched_twin(built, target):
+def test_after_a_rollback_the_next_fit_equals_an_untouched_twin(built, placement):
     """Shuffle and dropout streams are put back with the weights."""
-    model, twin = model_with_dropout(target), model_with_dropout(target)
+    model, twin = model_with_dropout(placement), model_with_dropout(placement)
     if built:
         for m in (model, twin):
             m.fit(X, Y_CLASS, epochs=1, batch_size=8, verbose=0)
@@ -102,12 +102,12 @@ class InterruptAt(xn.layers.Layer):
         return x, lambda dy, need_dx=True: dy
 
 
-def test_keyboard_interrupt_stops_at_a_batch_boundary_and_keeps_the_progress(target):
+def test_keyboard_interrupt_stops_at_a_batch_boundary_and_keeps_the_progress(placement):
     def build(extra):
         model = xn.Sequential(
             [layers.Dense(5, activation="tanh"), *extra, layers.Dense(3)],
-            backend=target.name,
-            device=target.device,
+            backend=placement.name,
+            device=placement.device,
             dtype="float64",
         )
         model.compile(
@@ -131,29 +131,29 @@ def test_keyboard_interrupt_stops_at_a_batch_boundary_and_keeps_the_progress(tar
 
 
 @pytest.mark.parametrize("kind", ["complex", "bool"])
-def test_device_arrays_of_a_non_real_dtype(kind, target):
+def test_device_arrays_of_a_non_real_dtype(kind, placement):
     model = xn.Sequential(
-        [layers.Dense(1)], backend=target.name, device=target.device, dtype="float64"
+        [layers.Dense(1)], backend=placement.name, device=placement.device, dtype="float64"
     )
     model.compile(loss="mse", optimizer="sgd")
     if kind == "complex":
         try:
-            x = _backend.asarray(X.astype(np.complex128), target)
+            x = _backend.asarray(X.astype(np.complex128), placement)
         except (TypeError, ValueError):
-            pytest.skip(f"{target.name} has no complex arrays")
+            pytest.skip(f"{placement.name} has no complex arrays")
         with pytest.raises(TypeError, match="real numbers"):
             model.fit(x, Y_CLASS, verbose=0)
         assert not model.built
     else:  # booleans are numbers 0 and 1, as in NumPy and scikit-learn
-        x = _backend.asarray(X > 0, target)
+        x = _backend.asarray(X > 0, placement)
         model.fit(x, Y_CLASS, verbose=0)
         assert model.built
 
 
-def test_negative_stride_views_are_accepted(target):
+def test_negative_stride_views_are_accepted(placement):
     """x[::-1] is a view with a negative stride, which torch cannot wrap."""
     model = xn.Sequential(
-        [layers.Dense(3)], backend=target.name, device=target.device, dtype="float32"
+        [layers.Dense(3)], backend=placement.name, device=placement.device, dtype="float32"
     )
     model.compile(loss="sparse_categorical_crossentropy", optimizer="sgd")
     x32 = X.astype(np.float32)

@@ -121,28 +121,30 @@ def test_pipeline_grid_search_and_cross_validation():
 
 
 @pytest.mark.parametrize("cls", [LogisticRegression, MLPClassifier])
-def test_device_data_stays_on_its_device(cls, target):
+def test_device_data_stays_on_its_device(cls, placement):
     X, y = load_iris(return_X_y=True)
     X = StandardScaler().fit_transform(X)
-    Xd = _backend.asarray(X, target, "float32")
-    yd = _backend.asarray(y, target)
+    Xd = _backend.asarray(X, placement, "float32")
+    yd = _backend.asarray(y, placement)
     clf = cls(learning_rate=0.1, epochs=50).fit(Xd, yd)
-    assert clf.model_.backend == target.name
+    assert clf.model_.backend == placement.name
     for out in (clf.predict(Xd), clf.predict_proba(Xd), clf.coef_):
-        assert _backend.namespace(out) is target.xp
-        assert _backend.device_of(out) == target.device
+        assert _backend.namespace(out) is placement.xp
+        assert _backend.device_of(out) == placement.device
     assert clf.score(Xd, yd) > 0.8
     host = clf.predict(X)  # host data in, NumPy out
     assert isinstance(host, np.ndarray)
     np.testing.assert_array_equal(host, xn.to_numpy(clf.predict(Xd)))
 
 
-def test_regressor_on_device(target):
+def test_regressor_on_device(placement):
     X, y = make_regression(100, 3, noise=0.1, random_state=0)
     reg = LinearRegression(learning_rate=0.1, epochs=200, dtype="float64")
-    reg.fit(_backend.asarray(X, target, "float64"), _backend.asarray(y / 50, target, "float64"))
-    out = reg.predict(_backend.asarray(X, target, "float64"))
-    assert _backend.namespace(out) is target.xp and tuple(out.shape) == (100,)
+    reg.fit(
+        _backend.asarray(X, placement, "float64"), _backend.asarray(y / 50, placement, "float64")
+    )
+    out = reg.predict(_backend.asarray(X, placement, "float64"))
+    assert _backend.namespace(out) is placement.xp and tuple(out.shape) == (100,)
     assert reg.score(X, y / 50) > 0.99
 
 
@@ -177,10 +179,10 @@ def test_bad_parameters():
         ("float32", "float64", "float64"),
     ],
 )
-def test_dtype_follows_the_input(given, dtype, expected, target):
+def test_dtype_follows_the_input(given, dtype, expected, placement):
     """scikit-learn's rule: float64 unless the input is float32."""
     X, y = load_iris(return_X_y=True)
-    for data in (X.astype(given), _backend.asarray(X, target, given)):
+    for data in (X.astype(given), _backend.asarray(X, placement, given)):
         clf = LogisticRegression(epochs=2, dtype=dtype).fit(data, y)
         assert _backend.dtype_name(clf.model_.layers[0].params["kernel"].dtype) == expected
         reg = MLPRegressor(hidden_layer_sizes=(3,), epochs=2, dtype=dtype).fit(data, X[:, 0])

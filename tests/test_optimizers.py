@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import xpnet as xn
-from conftest import assert_close
+from helpers import assert_close
 from xpnet import _backend, optimizers, schedules
 
 GRADS = [np.random.default_rng(s).normal(size=(3, 2)) for s in range(5)]
@@ -60,7 +60,7 @@ CASES = [
 
 @pytest.mark.parametrize("consume", [False, True])
 @pytest.mark.parametrize(("kind", "cls", "kw"), CASES, ids=[f"{c[0]}-{c[2]}" for c in CASES])
-def test_update_rules_match_the_formulas(kind, cls, kw, consume, make, target):
+def test_update_rules_match_the_formulas(kind, cls, kw, consume, make, placement):
     opt = cls(0.05, **kw)
     w = make(W0.copy())  # numpy shares memory with host data; keep W0 pristine
     original = w
@@ -70,11 +70,11 @@ def test_update_rules_match_the_formulas(kind, cls, kw, consume, make, target):
         if not consume:
             assert_close(grad, g, rtol=0)  # the caller's gradient is left alone
     assert_close(w, _reference(kind, 0.05, **kw), rtol=1e-12)
-    assert _backend.device_of(w) == target.device
+    assert _backend.device_of(w) == placement.device
     # In place where the library allows it, rebound on JAX.
-    assert (w is original) == (target.name != "jax")
+    assert (w is original) == (placement.name != "jax")
     for slot in opt.state["w"].values():
-        assert _backend.device_of(slot) == target.device
+        assert _backend.device_of(slot) == placement.device
 
 
 def test_clipvalue_and_clipnorm(make):

@@ -23,11 +23,11 @@ def digits():
     return (x_train - mean) / std, y_train, (x_test - mean) / std, y_test
 
 
-def test_mlp_learns_digits(digits, target):
+def test_mlp_learns_digits(digits, placement):
     x_train, y_train, x_test, y_test = digits
     model = xn.Sequential(
         [layers.Dense(64, activation="relu", kernel_initializer="he_normal"), layers.Dense(10)],
-        backend=target.name, device=target.device, seed=0,
+        backend=placement.name, device=placement.device, seed=0,
     )  # fmt: skip
     model.compile(
         loss=xn.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -42,12 +42,12 @@ def test_mlp_learns_digits(digits, target):
     assert (predicted == y_test).mean() == pytest.approx(accuracy)
 
 
-def test_tanh_network_learns_xor(target):
+def test_tanh_network_learns_xor(placement):
     x = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
     y = np.array([0.0, 1.0, 1.0, 0.0])
     model = xn.Sequential(
         [layers.Dense(4, activation="tanh", input_dim=2), layers.Dense(1, activation="sigmoid")],
-        backend=target.name, device=target.device, seed=1,
+        backend=placement.name, device=placement.device, seed=1,
     )  # fmt: skip
     model.compile(
         loss="binary_crossentropy",

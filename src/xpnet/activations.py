@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 from xpnet import _config
 from xpnet import functional as F
 from xpnet._backend import relu_, relu_backward_
-from xpnet._typing import Array, Namespace
+from xpnet._typing import Array
 
 __all__ = [
     "ACTIVATIONS",
@@ -53,9 +53,8 @@ class ActivationFunction(_config.ConfigValue):
     the kernels ``name`` and ``name_backward`` of :mod:`xpnet.functional`,
     called with :attr:`params`.
 
-    ``forward_(xp, x)`` and ``backward_(xp, dy, x, y)`` are the same
-    functions free to write over `x` and `dy` (a layer calls them with
-    arrays it owns, and their namespace `xp`, which it has in hand); if
+    ``forward_(x)`` and ``backward_(dy, x, y)`` are the same functions free
+    to write over `x` and `dy` (a layer calls them with arrays it owns); if
     ``forward_`` writes over `x`, ``backward_`` must not need it.
     """
 
@@ -79,10 +78,10 @@ class ActivationFunction(_config.ConfigValue):
 
     __call__ = forward
 
-    def forward_(self, xp: Namespace, x: Array) -> Array:
+    def forward_(self, x: Array) -> Array:
         return self._fn(x, **self.params)
 
-    def backward_(self, xp: Namespace, dy: Array, x: Array, y: Array) -> Array:
+    def backward_(self, dy: Array, x: Array, y: Array) -> Array:
         return self._grad(dy, x, y, **self.params)
 
     def get_config(self) -> dict[str, Any]:
@@ -101,11 +100,11 @@ class ReLU(ActivationFunction):
 
     name = "relu"
 
-    def forward_(self, xp: Namespace, x: Array) -> Array:
-        return relu_(xp, x)
+    def forward_(self, x: Array) -> Array:
+        return relu_(x)
 
-    def backward_(self, xp: Namespace, dy: Array, x: Array, y: Array) -> Array:
-        return relu_backward_(xp, dy, y)
+    def backward_(self, dy: Array, x: Array, y: Array) -> Array:
+        return relu_backward_(dy, y)
 
 
 class LeakyReLU(ActivationFunction):

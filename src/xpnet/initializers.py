@@ -1,7 +1,7 @@
 """Weight initializers with Keras semantics.
 
 Random initializers draw on the host from a :class:`numpy.random.Generator`
-in float64 and move the result to the target backend once, so one seed gives
+in float64 and move the result to the placement backend once, so one seed gives
 the same initial weights on every backend and device.
 
 The variance-scaling family picks the spread from the fans of the shape
@@ -106,11 +106,13 @@ class Initializer(_config.ConfigValue):
         shape = (shape,) if isinstance(shape, int) else tuple(int(s) for s in shape)
         if any(s < 0 for s in shape):
             raise ValueError(f"shape must be non-negative, got {shape}")
-        target = backend if isinstance(backend, Backend) else get_backend(backend, device)
-        dtype = float_dtype(target.xp, dtype)
-        return self._generate(shape, dtype, rng, target)
+        placement = backend if isinstance(backend, Backend) else get_backend(backend, device)
+        dtype = float_dtype(placement.xp, dtype)
+        return self._generate(shape, dtype, rng, placement)
 
-    def _generate(self, shape: tuple[int, ...], dtype: DType, rng: Any, target: Backend) -> Array:
+    def _generate(
+        self, shape: tuple[int, ...], dtype: DType, rng: Any, placement: Backend
+    ) -> Array:
         raise NotImplementedError
 
 
@@ -120,8 +122,8 @@ class Constant(Initializer):
     def __init__(self, value: float = 0.0) -> None:
         self.value = float(value)
 
-    def _generate(self, shape, dtype, rng, target):
-        return target.xp.full(shape, self.value, dtype=dtype, device=target.device)
+    def _generate(self, shape, dtype, rng, placement):
+        return placement.xp.full(shape, self.value, dtype=dtype, device=placement.device)
 
     def get_config(self):
         return {"value": self.value}
@@ -151,9 +153,9 @@ class _RandomInitializer(Initializer):
     def __init__(self, seed: int | None = None) -> None:
         self.seed = seed
 
-    def _generate(self, shape, dtype, rng, target):
+    def _generate(self, shape, dtype, rng, placement):
         gen = host_rng(self.seed if rng is None else rng)
-        return asarray(self._sample(shape, gen), target, dtype)
+        return asarray(self._sample(shape, gen), placement, dtype)
 
     def _sample(self, shape, gen):
         raise NotImplementedError
@@ -233,7 +235,7 @@ class VarianceScaling(Initializer):
         self.distribution = check_choice("distribution", distribution, self._DISTRIBUTIONS)
         self.seed = seed
 
-    def _generate(self, shape, dtype, rng, target):
+    def _generate(self, shape, dtype, rng, placement):
         fan_in, fan_out = compute_fans(shape)
         fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[self.mode]
         variance = self.scale / max(1.0, fan)
@@ -245,7 +247,7 @@ class VarianceScaling(Initializer):
             host = _truncated_normal(gen, shape, math.sqrt(variance) / _TRUNCATED_STD)
         else:
             host = gen.normal(0.0, math.sqrt(variance), size=shape)
-        return asarray(host, target, dtype)
+        return asarray(host, placement, dtype)
 
     def get_config(self):
         return {

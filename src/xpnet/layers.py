@@ -30,7 +30,6 @@ from xpnet._backend import (
     backend_of,
     host_rng,
     matmul,
-    namespace,
     reduce_sum,
 )
 from xpnet._typing import Array, DType
@@ -84,7 +83,7 @@ class Layer(_config.Configurable):
     # -- building ----------------------------------------------------------
 
     def build(
-        self, input_shape: tuple[int | None, ...], *, target: Backend, dtype: DType, rng: Any
+        self, input_shape: tuple[int | None, ...], *, placement: Backend, dtype: DType, rng: Any
     ) -> None:
         """Create the parameters for inputs of `input_shape` ``(None, features)``."""
         self.input_shape = tuple(input_shape)
@@ -168,16 +167,16 @@ class Dense(Layer):
         self.kernel_initializer = _initializers.get(kernel_initializer)
         self.bias_initializer = _initializers.get(bias_initializer)
 
-    def build(self, input_shape, *, target, dtype, rng):
+    def build(self, input_shape, *, placement, dtype, rng):
         fan_in = int(input_shape[-1])
         self.params["kernel"] = self.kernel_initializer(
-            (fan_in, self.units), dtype, rng=rng, backend=target
+            (fan_in, self.units), dtype, rng=rng, backend=placement
         )
         if self.use_bias:
             self.params["bias"] = self.bias_initializer(
-                (self.units,), dtype, rng=rng, backend=target
+                (self.units,), dtype, rng=rng, backend=placement
             )
-        super().build(input_shape, target=target, dtype=dtype, rng=rng)
+        super().build(input_shape, placement=placement, dtype=dtype, rng=rng)
 
     def compute_output_shape(self, input_shape):
         return (*tuple(input_shape)[:-1], self.units)
@@ -195,21 +194,20 @@ class Dense(Layer):
         return self.activation.name
 
     def forward(self, x, *, training=False, logits=False):
-        xp = namespace(x)
         kernel = self.params["kernel"]
         z = affine(x, kernel, self.params.get("bias"))
         act = self.activation
         skip = logits or act.name == "linear"
         # z and the gradient flowing in are ours: the activation may write
         # over them (ReLU does, and keeps z only as its output).
-        a = z if skip else act.forward_(xp, z)
+        a = z if skip else act.forward_(z)
 
         def backward(da: Array, need_dx: bool = True) -> Array | None:
-            dz = da if skip else act.backward_(xp, da, z, a)
+            dz = da if skip else act.backward_(da, z, a)
             # Reuse last step's gradient buffer where the library allows it.
             self.grads["kernel"] = matmul(x.T, dz, out=self.grads.get("kernel"))
             if self.use_bias:
-                self.grads["bias"] = reduce_sum(xp, dz, axis=0)
+                self.grads["bias"] = reduce_sum(dz, axis=0)
             return dz @ kernel.T if need_dx else None
 
         return a, backward
@@ -255,7 +253,7 @@ class Activation(Layer):
         y = act.forward(x)
 
         def backward(dy: Array, need_dx: bool = True) -> Array:
-            return act.backward_(namespace(dy), dy, x, y)
+            return act.backward_(dy, x, y)
 
         return y, backward
 
@@ -349,10 +347,10 @@ class PReLU(Layer):
         super().__init__(name=name, input_dim=input_dim)
         self.alpha_initializer = _initializers.get(alpha_initializer)
 
-    def build(self, input_shape, *, target, dtype, rng):
+    def build(self, input_shape, *, placement, dtype, rng):
         shape = (int(input_shape[-1]),)
-        self.params["alpha"] = self.alpha_initializer(shape, dtype, rng=rng, backend=target)
-        super().build(input_shape, target=target, dtype=dtype, rng=rng)
+        self.params["alpha"] = self.alpha_initializer(shape, dtype, rng=rng, backend=placement)
+        super().build(input_shape, placement=placement, dtype=dtype, rng=rng)
 
     def forward(self, x, *, training=False, logits=False):
         alpha = self.params["alpha"]
@@ -395,10 +393,10 @@ class Dropout(Layer):
         self.seed = seed
         self._rng = host_rng(seed)
 
-    def build(self, input_shape, *, target, dtype, rng):
+    def build(self, input_shape, *, placement, dtype, rng):
         if self.seed is None:  # draw this layer's stream from the model's
             self._rng = host_rng(int(host_rng(rng).integers(2**63)))
-        super().build(input_shape, target=target, dtype=dtype, rng=rng)
+        super().build(input_shape, placement=placement, dtype=dtype, rng=rng)
 
     def forward(self, x, *, training=False, logits=False):
         if not training or self.rate == 0.0:

@@ -168,7 +168,7 @@ class Sequential(Trainer):
         shape: tuple[int | None, ...] = (None, int(input_dim))
         for layer in self.layers:
             if not layer.built:
-                layer.build(shape, target=placement, dtype=self._dtype, rng=rng)
+                layer.build(shape, placement=placement, dtype=self._dtype, rng=rng)
             shape = layer.compute_output_shape(shape)
         return self
 

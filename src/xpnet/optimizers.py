@@ -45,21 +45,21 @@ from xpnet._typing import Array
 __all__ = ["SGD", "Adagrad", "Adam", "Optimizer", "RMSprop", "get", "serialize"]
 
 
-def _write(target: Array, value: Array) -> Array:
-    """Store `value` into `target` in place when the backend allows it, and
+def _write(dest: Array, value: Array) -> Array:
+    """Store `value` into `dest` in place when the backend allows it, and
     return the array that now holds it (rebind the result, always)."""
-    if is_writeable(target):
-        target[...] = value
-        return target
+    if is_writeable(dest):
+        dest[...] = value
+        return dest
     return value
 
 
-def _subtract(target: Array, delta: Array) -> Array:
-    """``target - delta``, in place where the backend allows it."""
-    if is_writeable(target):
-        target -= delta
-        return target
-    return target - delta
+def _subtract(dest: Array, delta: Array) -> Array:
+    """``dest - delta``, in place where the backend allows it."""
+    if is_writeable(dest):
+        dest -= delta
+        return dest
+    return dest - delta
 
 
 class Optimizer(_config.Configurable):
@@ -222,12 +222,14 @@ class Optimizer(_config.Configurable):
             },
         }
 
-    def set_state(self, state: dict[str, Any], target: Backend, dtype: str | None = None) -> None:
-        """Load :meth:`get_state` output onto `target` (cast to `dtype`, the
+    def set_state(
+        self, state: dict[str, Any], placement: Backend, dtype: str | None = None
+    ) -> None:
+        """Load :meth:`get_state` output onto `placement` (cast to `dtype`, the
         parameters' dtype, when given)."""
         self.iterations = int(state["iterations"])
         self.state = {
-            key: {name: asarray(a, target, dtype, copy=True) for name, a in slots.items()}
+            key: {name: asarray(a, placement, dtype, copy=True) for name, a in slots.items()}
             for key, slots in state["slots"].items()
         }
 

@@ -7,6 +7,9 @@ say: an allocation (writing into an existing buffer), a pass (PyTorch's
 as Thinc keeps ``NumpyOps`` and ``CupyOps`` apart; :class:`ArrayAPIOps` is the
 portable fallback (JAX, array-api-strict, anything else) and the base the
 others override. The public functions pick the class once per array type.
+
+The convention of this module: helpers take arrays only and find the
+namespace from them (once per array type); none takes ``xp``.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from __future__ import annotations
 import array_api_compat
 import numpy as np
 
-from xpnet._typing import Array, Namespace
+from xpnet._backend.namespaces import namespace
+from xpnet._typing import Array
 
 _WRITEABLE_BY_TYPE: dict[type, bool] = {}
 
@@ -43,12 +47,12 @@ class ArrayAPIOps:
     it is writable (array-api-strict yes, JAX never)."""
 
     @staticmethod
-    def reduce_sum(xp: Namespace, x: Array, axis: int, keepdims: bool) -> Array:
-        return xp.sum(x, axis=axis, keepdims=keepdims)
+    def reduce_sum(x: Array, axis: int, keepdims: bool) -> Array:
+        return namespace(x).sum(x, axis=axis, keepdims=keepdims)
 
     @staticmethod
-    def reduce_max(xp: Namespace, x: Array, axis: int, keepdims: bool) -> Array:
-        return xp.max(x, axis=axis, keepdims=keepdims)
+    def reduce_max(x: Array, axis: int, keepdims: bool) -> Array:
+        return namespace(x).max(x, axis=axis, keepdims=keepdims)
 
     @staticmethod
     def affine(x: Array, w: Array, b: Array) -> Array:
@@ -65,12 +69,12 @@ class ArrayAPIOps:
         return y
 
     @staticmethod
-    def relu_(xp: Namespace, z: Array) -> Array:
-        return xp.maximum(z, 0.0)
+    def relu_(z: Array) -> Array:
+        return namespace(z).maximum(z, 0.0)
 
     @staticmethod
-    def relu_backward_(xp: Namespace, dy: Array, y: Array) -> Array:
-        return xp.where(y > 0, dy, 0.0)
+    def relu_backward_(dy: Array, y: Array) -> Array:
+        return namespace(dy).where(y > 0, dy, 0.0)
 
     @staticmethod
     def matmul_into(a: Array, b: Array, out: Array) -> Array:
@@ -82,19 +86,19 @@ class NumpyOps(ArrayAPIOps):
     the generic wrapper (a few microseconds a call at small sizes)."""
 
     @staticmethod
-    def reduce_sum(xp: Namespace, x: Array, axis: int, keepdims: bool) -> Array:
+    def reduce_sum(x: Array, axis: int, keepdims: bool) -> Array:
         return np.add.reduce(x, axis=axis, keepdims=keepdims)
 
     @staticmethod
-    def reduce_max(xp: Namespace, x: Array, axis: int, keepdims: bool) -> Array:
+    def reduce_max(x: Array, axis: int, keepdims: bool) -> Array:
         return np.maximum.reduce(x, axis=axis, keepdims=keepdims)
 
     @staticmethod
-    def relu_(xp: Namespace, z: Array) -> Array:
+    def relu_(z: Array) -> Array:
         return np.maximum(z, 0.0, out=z)
 
     @staticmethod
-    def relu_backward_(xp: Namespace, dy: Array, y: Array) -> Array:
+    def relu_backward_(dy: Array, y: Array) -> Array:
         return np.multiply(dy, y > 0, out=dy)
 
     @staticmethod
@@ -106,13 +110,13 @@ class CupyOps(ArrayAPIOps):
     """CuPy: NumPy's ``out=`` ufuncs, on the GPU."""
 
     @staticmethod
-    def relu_(xp: Namespace, z: Array) -> Array:
+    def relu_(z: Array) -> Array:
         import cupy
 
         return cupy.maximum(z, 0.0, out=z)
 
     @staticmethod
-    def relu_backward_(xp: Namespace, dy: Array, y: Array) -> Array:
+    def relu_backward_(dy: Array, y: Array) -> Array:
         import cupy
 
         return cupy.multiply(dy, y > 0, out=dy)
@@ -139,11 +143,11 @@ class TorchOps(ArrayAPIOps):
         return y.add_(x, alpha=alpha)
 
     @staticmethod
-    def relu_(xp: Namespace, z: Array) -> Array:
+    def relu_(z: Array) -> Array:
         return z.clamp_(min=0)
 
     @staticmethod
-    def relu_backward_(xp: Namespace, dy: Array, y: Array) -> Array:
+    def relu_backward_(dy: Array, y: Array) -> Array:
         import torch
 
         # autograd's own ReLU backward, written over dy: one pass, no mask
@@ -181,15 +185,15 @@ def _ops(x: Array) -> type[ArrayAPIOps]:
     return ops
 
 
-def reduce_sum(xp: Namespace, x: Array, axis: int, keepdims: bool = False) -> Array:
+def reduce_sum(x: Array, axis: int, keepdims: bool = False) -> Array:
     """``xp.sum`` for the per-step kernels; on NumPy the ufunc's own reduce,
     which skips the generic wrapper (a few microseconds a call at small sizes)."""
-    return _ops(x).reduce_sum(xp, x, axis, keepdims)
+    return _ops(x).reduce_sum(x, axis, keepdims)
 
 
-def reduce_max(xp: Namespace, x: Array, axis: int, keepdims: bool = False) -> Array:
+def reduce_max(x: Array, axis: int, keepdims: bool = False) -> Array:
     """``xp.max``, with the same NumPy shortcut as :func:`reduce_sum`."""
-    return _ops(x).reduce_max(xp, x, axis, keepdims)
+    return _ops(x).reduce_max(x, axis, keepdims)
 
 
 def affine(x: Array, w: Array, b: Array | None) -> Array:
@@ -206,15 +210,15 @@ def add_scaled_(y: Array, alpha: float, x: Array) -> Array:
     return _ops(y).add_scaled_(y, alpha, x)
 
 
-def relu_(xp: Namespace, z: Array) -> Array:
+def relu_(z: Array) -> Array:
     """``max(z, 0)`` written over `z` where the library allows it (saves one
     activation-sized array per ReLU layer); a new array on JAX."""
-    return _ops(z).relu_(xp, z)
+    return _ops(z).relu_(z)
 
 
-def relu_backward_(xp: Namespace, dy: Array, y: Array) -> Array:
+def relu_backward_(dy: Array, y: Array) -> Array:
     """``where(y > 0, dy, 0)``, written over `dy` where the library allows it."""
-    return _ops(dy).relu_backward_(xp, dy, y)
+    return _ops(dy).relu_backward_(dy, y)
 
 
 def matmul(a: Array, b: Array, out: Array | None = None) -> Array:

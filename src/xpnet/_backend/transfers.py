@@ -126,38 +126,38 @@ def synchronize(x: Any) -> None:
 # --------------------------------------------------------------------------
 
 
-def _place_numpy(host: np.ndarray, target: Backend, copy: bool) -> Array:
+def _place_numpy(host: np.ndarray, placement: Backend, copy: bool) -> Array:
     return host.copy() if copy else host
 
 
-def _place_jax(host: np.ndarray, target: Backend, copy: bool) -> Array:
+def _place_jax(host: np.ndarray, placement: Backend, copy: bool) -> Array:
     import jax
 
     if not _jax_x64_enabled():
         if host.dtype == np.float64:
-            float_dtype(target.xp, "float64")  # raises the explanatory error
+            float_dtype(placement.xp, "float64")  # raises the explanatory error
         if host.dtype == np.int64:  # labels: JAX would warn and truncate
             host = host.astype(np.int32)
     # On the CPU device_put may wrap the host buffer without copying.
-    return jax.device_put(host.copy() if copy else host, target.device)
+    return jax.device_put(host.copy() if copy else host, placement.device)
 
 
-def _place_torch(host: np.ndarray, target: Backend, copy: bool) -> Array:
+def _place_torch(host: np.ndarray, placement: Backend, copy: bool) -> Array:
     import torch
 
     if any(stride < 0 for stride in host.strides):  # x[::-1]: torch has no such views
         host = np.ascontiguousarray(host)
-    return torch.asarray(host, device=target.device, copy=True if copy else None)
+    return torch.asarray(host, device=placement.device, copy=True if copy else None)
 
 
-def _place_cupy(host: np.ndarray, target: Backend, copy: bool) -> Array:
-    with target.device:
-        return target.xp.asarray(host)
+def _place_cupy(host: np.ndarray, placement: Backend, copy: bool) -> Array:
+    with placement.device:
+        return placement.xp.asarray(host)
 
 
-def _place_array_api(host: np.ndarray, target: Backend, copy: bool) -> Array:
+def _place_array_api(host: np.ndarray, placement: Backend, copy: bool) -> Array:
     # array_api_strict shares memory with the host array unless told not to
-    return target.xp.asarray(host, device=target.device, copy=True if copy else None)
+    return placement.xp.asarray(host, device=placement.device, copy=True if copy else None)
 
 
 _PLACE: dict[str, Callable[[np.ndarray, Backend, bool], Array]] = {
@@ -168,32 +168,32 @@ _PLACE: dict[str, Callable[[np.ndarray, Backend, bool], Array]] = {
 }
 
 
-def _host_with_dtype(data: Any, target: Backend, name: str | None) -> np.ndarray:
+def _host_with_dtype(data: Any, placement: Backend, name: str | None) -> np.ndarray:
     """`data` as a NumPy array of dtype `name` (None: as NumPy reads it)."""
     host = np.asarray(data)
     if name is None:
         return host
     if name in FLOAT_DTYPES:
-        float_dtype(target.xp, name)  # refuses float64 on JAX without x64
+        float_dtype(placement.xp, name)  # refuses float64 on JAX without x64
     # NumPy has no bfloat16: cross on float32, cast on the device.
     return host.astype(np.float32 if name == "bfloat16" else name, copy=False)
 
 
 def asarray(
     data: Any,
-    target: Backend,
+    placement: Backend,
     dtype: str | DType | None = None,
     *,
     copy: bool = False,
 ) -> Array:
-    """Move host data (NumPy array, list, scalar) to `target` in one transfer.
+    """Move host data (NumPy array, list, scalar) to `placement` in one transfer.
 
     Parameters
     ----------
     data : array_like
         Host data. Arrays of a device library are refused: convert them
         explicitly with :func:`to_numpy` first.
-    target : Backend
+    placement : Backend
         Where the array should live.
     dtype : str or dtype, optional
         Name such as ``"float32"``, or a dtype of any library. None keeps
@@ -207,8 +207,8 @@ def asarray(
             f"{backend_name(namespace(data))}; use xpnet.to_numpy() first"
         )
     name = None if dtype is None else dtype_name(dtype)
-    host = _host_with_dtype(data, target, name)
-    out = _PLACE.get(target.name, _place_array_api)(host, target, copy)
+    host = _host_with_dtype(data, placement, name)
+    out = _PLACE.get(placement.name, _place_array_api)(host, placement, copy)
     if name == "bfloat16":
-        out = target.xp.astype(out, target.xp.bfloat16)
+        out = placement.xp.astype(out, placement.xp.bfloat16)
     return out

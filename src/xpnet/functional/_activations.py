@@ -240,7 +240,7 @@ def _shift_by_max(xp: Namespace, x: Array, axis: int) -> Array:
     """``x - max(x)`` along `axis`; a slice whose max is not finite (all -inf,
     or holding +inf or NaN) is shifted by NaN: all NaN, as in PyTorch, without
     the ``inf - inf`` or ``0 / 0`` that warn on NumPy."""
-    m = reduce_max(xp, x, axis=axis, keepdims=True)
+    m = reduce_max(x, axis=axis, keepdims=True)
     return x - xp.where(xp.isfinite(m), m, math.nan)
 
 
@@ -250,7 +250,7 @@ def softmax(x: Array, axis: int = -1) -> Array:
     as ``torch.softmax`` does, without a NumPy warning."""
     xp = _float_namespace(x)
     e = xp.exp(_shift_by_max(xp, x, axis))
-    return e / reduce_sum(xp, e, axis=axis, keepdims=True)
+    return e / reduce_sum(e, axis=axis, keepdims=True)
 
 
 def softmax_backward(dy: Array, x: Array, y: Array, axis: int = -1) -> Array:
@@ -266,7 +266,7 @@ def log_softmax(x: Array, axis: int = -1) -> Array:
     """
     xp = _float_namespace(x)
     shifted = _shift_by_max(xp, x, axis)
-    return shifted - xp.log(reduce_sum(xp, xp.exp(shifted), axis=axis, keepdims=True))
+    return shifted - xp.log(reduce_sum(xp.exp(shifted), axis=axis, keepdims=True))
 
 
 def log_softmax_backward(dy: Array, x: Array, y: Array, axis: int = -1) -> Array:

@@ -229,10 +229,10 @@ def softmax_cross_entropy_with_logits(
     y = _class_targets(xp, logits, y_true)
     shifted = _shift_by_max(xp, logits, -1)
     e = xp.exp(shifted)
-    total = reduce_sum(xp, e, axis=-1, keepdims=True)
-    y_sum = reduce_sum(xp, y, axis=-1, keepdims=True)
+    total = reduce_sum(e, axis=-1, keepdims=True)
+    y_sum = reduce_sum(y, axis=-1, keepdims=True)
     # y . shifted with 0 where y = 0: a -inf logit there would give 0 * -inf = nan
-    y_dot = reduce_sum(xp, y * xp.where(y != 0, shifted, 0.0), axis=-1)
+    y_dot = reduce_sum(y * xp.where(y != 0, shifted, 0.0), axis=-1)
     losses = y_sum[:, 0] * xp.log(total[:, 0]) - y_dot
     grad = (e / total) * y_sum - y
     return _reduce(xp, losses, grad, reduction, sample_weight)
@@ -271,14 +271,12 @@ def _sparse_softmax_cross_entropy(
     labels = _integer_labels(xp, labels, n, k)
     if n == 0:
         raise ValueError("the loss needs at least one sample, got an empty batch")
-    shifted = logits - reduce_max(xp, logits, axis=1, keepdims=True)
+    shifted = logits - reduce_max(logits, axis=1, keepdims=True)
     e = xp.exp(shifted)
-    total = reduce_sum(xp, e, axis=1, keepdims=True)
+    total = reduce_sum(e, axis=1, keepdims=True)
     hit = labels[:, None] == _class_indices(xp, k, labels)
     # sum over samples of log(total) - shifted[label]; the max cancels out
-    loss = reduce_sum(xp, xp.log(total), axis=None) - reduce_sum(
-        xp, xp.where(hit, shifted, 0.0), axis=None
-    )
+    loss = reduce_sum(xp.log(total), axis=None) - reduce_sum(xp.where(hit, shifted, 0.0), axis=None)
     p = e / total
     grad = xp.where(hit, p - 1.0, p)
     if reduction == "mean":
