@@ -34,6 +34,7 @@ from xpnet._training import Step
 from xpnet._typing import Array
 from xpnet._validation import check_choice
 from xpnet.layers import Layer
+from xpnet.layers import serialize as serialize_layer
 
 __all__ = ["Sequential", "Step"]
 
@@ -321,10 +322,7 @@ class Sequential(Trainer):
             "dtype": self.dtype,
             "seed": self.seed,
             "input_dim": self.input_dim,
-            "layers": [
-                {"class_name": type(layer).__name__, "config": layer.get_config()}
-                for layer in self.layers
-            ],
+            "layers": [serialize_layer(layer) for layer in self.layers],
         }
 
     def save(self, path: str) -> None:
