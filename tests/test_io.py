@@ -181,6 +181,16 @@ def assert_refused(path, match, **kwargs):
     return info.value
 
 
+def refused_with_peak(path, match):
+    """:func:`assert_refused`, returning the peak traced memory of the load."""
+    tracemalloc.start()
+    try:
+        assert_refused(path, match)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def member_offset(data, name):
     """Where member `name`'s bytes start in the zip `data`."""
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
@@ -359,16 +369,11 @@ def test_huge_declared_layers_are_refused_before_any_allocation(saved):
     config["model"]["input_dim"] = 10**9
     config["model"]["layers"][0]["config"]["units"] = 10**9
     pack(saved, config, arrays)
-    tracemalloc.start()
-    try:
-        assert_refused(
-            saved,
-            r"parameter dense/kernel has shape \(4, 6\), but the config implies "
-            r"\(1000000000, 1000000000\)",
-        )
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    peak = refused_with_peak(
+        saved,
+        r"parameter dense/kernel has shape \(4, 6\), but the config implies "
+        r"\(1000000000, 1000000000\)",
+    )
     assert peak < 2**24
     assert saved.stat().st_size < 2**14
 
@@ -386,16 +391,11 @@ def test_a_forged_npy_header_cannot_ask_for_memory(saved):
     with zipfile.ZipFile(saved, "w") as archive:
         for name, data in members.items():
             archive.writestr(name, data)
-    tracemalloc.start()
-    try:
-        assert_refused(
-            saved,
-            r"arrays/0\.npy \(params/dense/kernel\) declares shape \(1000000, 1000000\) "
-            r"\(8000000000000 bytes of data\) but holds 192 bytes",
-        )
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    peak = refused_with_peak(
+        saved,
+        r"arrays/0\.npy \(params/dense/kernel\) declares shape \(1000000, 1000000\) "
+        r"\(8000000000000 bytes of data\) but holds 192 bytes",
+    )
     assert peak < 2**24
 
 
