@@ -234,6 +234,14 @@ class Trainer:
     def __call__(self, x: Array, *, training: bool = False) -> Array:
         return self.forward(x, training=training)[0]
 
+    def export(self, filepath: str, format: str = "onnx") -> None:
+        """Write the inference model (what :meth:`predict` computes) to
+        `filepath` in `format` (``"onnx"``; needs ``pip install "xpnet[onnx]"``).
+        See the guide's "Deploying with ONNX" page."""
+        from xpnet import _export
+
+        _export.export(self, filepath, format)
+
     def train_on_batch(
         self,
         x: Any,

@@ -159,6 +159,14 @@ class _XpnetEstimator(BaseEstimator):
         float64 as scikit-learn's own estimators return."""
         return out if on_device else to_numpy(out).astype("float64")
 
+    def export(self, filepath: str, format: str = "onnx") -> None:
+        """Write the fitted estimator's inference graph to `filepath`:
+        ``predict_proba`` for classifiers, ``predict`` for regressors
+        (``"onnx"``; needs ``pip install "xpnet[onnx]"``)."""
+        from xpnet import _export
+
+        _export.export(self, filepath, format)
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.non_deterministic = False
