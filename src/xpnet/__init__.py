@@ -25,6 +25,21 @@ from xpnet.model import Sequential
 
 F = functional
 
+
+def __getattr__(name: str):
+    # xpnet.models needs scikit-learn, an optional extra: imported on first
+    # use (``xn.models.MLPClassifier``), so ``import xpnet`` works without it.
+    if name == "models":
+        import importlib
+
+        return importlib.import_module("xpnet.models")
+    raise AttributeError(f"module 'xpnet' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), "models"])
+
+
 __version__ = "0.1.0"
 
 __all__ = [

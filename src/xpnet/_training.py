@@ -19,6 +19,7 @@ never stalled by the host (docs/backends.md):
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -78,8 +79,9 @@ def split_validation(data: Data, fraction: float) -> tuple[Data, Data]:
 
 
 class Totals:
-    """Running sums of the loss and of each metric, kept on the device and
-    read in one transfer: the one accumulator of training and evaluation.
+    """Running sums of the loss and the state of each metric, kept on the
+    device and read in one transfer: the one accumulator of training and
+    evaluation.
 
     Parameters
     ----------
@@ -104,7 +106,7 @@ class Totals:
         self.logits = logits
         self.probabilities = probabilities
         self.loss: Any = 0.0
-        self.sums: list[Any] = [0.0] * len(self.metrics)
+        self.states: list[Any] = [None] * len(self.metrics)
         self.count = 0
 
     def add(self, loss_sum: Array, y: Array, out: Array, count: int) -> None:
@@ -113,23 +115,27 @@ class Totals:
         self.count += count
         probs = None
         for i, metric in enumerate(self.metrics):
-            pred = out
+            pred, logits = out, self.logits
             if metric.needs_probabilities and self.probabilities is not None:
                 if probs is None:
                     probs = self.probabilities(out)
-                pred = probs
-            self.sums[i] = self.sums[i] + metric.total(y, pred, self.logits)
+                pred, logits = probs, False
+            self.states[i] = metric.update(self.states[i], y, pred, logits)
 
     def running_loss(self) -> float:
         """The mean loss so far (one device read; for the progress bar)."""
         return float(to_numpy(self.loss)) / self.count
 
     def logs(self, prefix: str = "") -> dict[str, float]:
-        """Means of the loss and every metric, read in one transfer."""
+        """The mean loss and every metric's value, read in one transfer."""
         xp = self.xp
-        values = to_numpy(xp.stack([xp.reshape(s, ()) for s in [self.loss, *self.sums]]))
-        names = ["loss", *(metric.name for metric in self.metrics)]
-        return {prefix + k: v / self.count for k, v in zip(names, values.tolist(), strict=True)}
+        results = [m.result(s) for m, s in zip(self.metrics, self.states, strict=True)]
+        values = to_numpy(xp.stack([xp.reshape(v, ()) for v in [self.loss, *results]]))
+        values = values.tolist()
+        logs = {prefix + "loss": values[0] / self.count}
+        for metric, value in zip(self.metrics, values[1:], strict=True):
+            logs[prefix + metric.name] = value / self.count if metric.averaged else value
+        return logs
 
 
 class CallbackList:
@@ -194,13 +200,11 @@ class Schedule:
 
     def check(self, validation_split: float, validation_data: Any, callbacks: Any) -> None:
         """Refuse bad ``fit`` arguments before anything is touched."""
+        self.verbose = check_verbose(self.verbose)
         epochs, batch_size = self.epochs, self.batch_size
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
             raise ValueError(f"epochs must be an int >= 0, got {epochs!r}")
-        if batch_size is not None and (
-            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
-        ):
-            raise ValueError(f"batch_size must be an int >= 1 or None, got {batch_size!r}")
+        check_batch_size(batch_size)
         if not 0.0 <= validation_split < 1.0:
             raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
         if validation_data is not None and (
@@ -233,7 +237,7 @@ def fit_loop(
         callbacks.on_train_begin()
         for epoch in range(schedule.initial_epoch, last):
             callbacks.on_epoch_begin(epoch)
-            progress = Progress(schedule.verbose, epoch, last, len(spans))
+            progress = Progress(schedule.verbose, f"Epoch {epoch + 1}/{last}", len(spans))
             rng = shuffle_rng if schedule.shuffle else None
             logs = _epoch(model, data, spans, rng, new_totals(), progress, callbacks, interrupt)
             if evaluate is not None:
@@ -269,30 +273,81 @@ def evaluate_loop(
     totals: Totals,
     chunk: int,
     prefix: str = "",
+    verbose: int = 0,
 ) -> dict[str, float]:
     """Exact loss and metrics over `data`: `loss_and_output` gives a chunk's
     *summed* loss and its outputs."""
-    for start, stop in batches(data.n, chunk):
+    spans = batches(data.n, chunk)
+    progress = Progress(verbose, "Evaluate", len(spans))
+    for start, stop in spans:
         part = data.slice(start, stop)
         loss, out = loss_and_output(part)
         totals.add(loss, part.y, out, stop - start)
-    return totals.logs(prefix)
+        progress.advance()
+    logs = totals.logs(prefix)
+    progress.close(logs)
+    return logs
+
+
+def check_batch_size(batch_size: Any) -> None:
+    """Refuse anything but None or an int >= 1."""
+    if batch_size is not None and (
+        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+    ):
+        raise ValueError(f"batch_size must be an int >= 1 or None, got {batch_size!r}")
+
+
+def check_verbose(verbose: Any) -> int:
+    """`verbose` as 0 (silent), 1 (a bar, or a line where no bar can be
+    drawn) or 2 (a line per epoch); ``"auto"`` is 1, as in Keras."""
+    if verbose == "auto":
+        return 1
+    if isinstance(verbose, bool) or verbose not in (0, 1, 2):
+        raise ValueError(f"verbose must be 0, 1, 2 or 'auto', got {verbose!r}")
+    return int(verbose)
+
+
+def interactive(stream: Any) -> bool:
+    """Whether a progress bar can redraw itself on `stream`: a terminal, or
+    the output of a Jupyter kernel. Elsewhere (a log file, a pipe, CI) a bar
+    would leave one copy of itself per refresh."""
+    try:
+        if stream.isatty():
+            return True
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+    return "ipykernel" in sys.modules
+
+
+def format_logs(logs: dict[str, float]) -> str:
+    """``loss: 0.1234 - accuracy: 0.9500``; tiny values in e-notation."""
+    return " - ".join(
+        f"{k}: {v:.4f}" if v == 0 or not 0 < abs(v) < 1e-3 else f"{k}: {v:.4e}"
+        for k, v in logs.items()
+    )
 
 
 class Progress:
-    """A tqdm bar per epoch (silent at ``verbose=0``) that decides when the
-    running loss may be read from the device."""
+    """Reports a pass over `total` batches (an epoch, an evaluation, a
+    prediction) and decides when the running loss may be read from the device.
 
-    def __init__(self, verbose: int, epoch: int, epochs: int, total: int) -> None:
+    ``verbose=1`` draws a tqdm bar on a terminal or in a notebook; on any
+    other output, and at ``verbose=2``, it prints one line when the pass
+    ends, like ``Epoch 3/10 - 12 batches - 0.05s - loss: 0.4821``, and
+    never reads the device mid-pass. ``verbose=0`` is silent.
+    """
+
+    def __init__(self, verbose: int, desc: str, total: int) -> None:
         self.bar = None
-        if verbose:
+        self.desc, self.total = desc, total
+        self.line = verbose == 2 or (verbose == 1 and not interactive(sys.stderr))
+        if verbose == 1 and not self.line:
             from tqdm.auto import tqdm
 
             self.bar = tqdm(
-                total=total, desc=f"Epoch {epoch + 1}/{epochs}", unit="batch", leave=True,
-                dynamic_ncols=True,
+                total=total, desc=desc, unit="batch", leave=True, dynamic_ncols=True,
             )  # fmt: skip
-        self._last = time.monotonic()
+        self._start = self._last = time.monotonic()
 
     def due(self) -> bool:
         """Whether a refresh (and so a device read) is due now."""
@@ -311,7 +366,12 @@ class Progress:
         if logs:
             self.bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=False)
 
-    def close(self, logs: dict[str, float]) -> None:
+    def close(self, logs: dict[str, float] | None = None) -> None:
+        logs = logs or {}
+        if self.line:
+            seconds = time.monotonic() - self._start
+            parts = [self.desc, f"{self.total} batches", f"{seconds:.2f}s"]
+            print(" - ".join([*parts, format_logs(logs)] if logs else parts), flush=True)
         if self.bar is None:
             return
         self.bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=False)

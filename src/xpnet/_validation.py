@@ -15,13 +15,31 @@ def unknown_name_error(kind: str, name: object, valid: Iterable[str]) -> ValueEr
     """
     valid = sorted(valid)
     message = f"Unknown {kind} {name!r}."
-    if isinstance(name, str):  # compared in lower case, suggested as spelt ('PRelu': 'PReLU')
-        by_lower = {v.lower(): v for v in valid}
-        close = difflib.get_close_matches(name.lower(), by_lower, n=1, cutoff=0.5)
-        if close:
-            message += f" Did you mean {by_lower[close[0]]!r}?"
+    close = closest_name(name, valid)
+    if close is not None:
+        message += f" Did you mean {close!r}?"
     message += " Valid names: " + ", ".join(repr(v) for v in valid) + "."
     return ValueError(message)
+
+
+def closest_name(name: object, valid: Iterable[str]) -> str | None:
+    """The valid name `name` was probably meant to be, or None.
+
+    Compared in lower case and suggested as spelt (``'PRelu'``: ``'PReLU'``).
+    A name is close when it is a typo of one (similarity ratio 0.6 or more:
+    ``'aucc'`` → ``'auc'``) or the start of exactly one (``'f1'`` →
+    ``'f1_score'``); an unrelated word gets no suggestion (``'nosuch'`` is
+    not ``'torch'``, ratio 0.55).
+    """
+    if not isinstance(name, str) or not name:
+        return None
+    by_lower = {v.lower(): v for v in valid}
+    key = name.lower()
+    close = difflib.get_close_matches(key, by_lower, n=1, cutoff=0.6)
+    if close:
+        return by_lower[close[0]]
+    starting = [v for v in by_lower if v.startswith(key)]
+    return by_lower[starting[0]] if len(key) >= 2 and len(starting) == 1 else None
 
 
 def check_choice(kind: str, value: object, valid: Iterable[str]) -> str:

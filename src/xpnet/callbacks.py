@@ -61,9 +61,13 @@ class History(Callback):
         return f"History(epochs={len(self.epoch)}, keys={sorted(self.history)})"
 
 
+# Monitored names that are better when larger ("auto" mode), as Keras reads them.
+_MAXIMIZED = ("acc", "auc", "precision", "recall", "f1")
+
+
 def _improvement(mode: str, monitor: str) -> Callable[[float, float], bool]:
     if mode == "auto":
-        mode = "max" if ("acc" in monitor) else "min"
+        mode = "max" if any(word in monitor for word in _MAXIMIZED) else "min"
     return (lambda new, best: new > best) if mode == "max" else (lambda new, best: new < best)
 
 
@@ -141,33 +145,72 @@ class EarlyStopping(Callback):
 
 
 class ModelCheckpoint(Callback):
-    """Save the model after each epoch (or only when `monitor` improved).
+    """Save the model (or its weights) after each epoch, or only when
+    `monitor` improved.
 
-    `path` may contain ``{epoch}`` and log keys, e.g. ``"m-{epoch:02d}.xpnet"``.
+    Parameters
+    ----------
+    filepath : str or path
+        May contain ``{epoch}`` and log keys, e.g. ``"m-{epoch:02d}.xpnet"``
+        or ``"best-{val_loss:.3f}.weights.npz"``.
+    monitor : str
+        The epoch log compared when `save_best_only` is set.
+    save_best_only : bool
+        Write only when `monitor` improved on the best value so far (the
+        same file is then overwritten unless `filepath` varies).
+    save_weights_only : bool
+        Write :meth:`~xpnet.Sequential.save_weights` files instead of whole
+        models.
+    mode : {"auto", "min", "max"}
+        ``auto`` maximizes accuracy, AUC, precision, recall and F1, and
+        minimizes everything else.
+    verbose : int
+        1 prints a line for every file written (and every skipped epoch).
     """
 
     def __init__(
         self,
-        path: str | os.PathLike[str],
+        filepath: str | os.PathLike[str],
         monitor: str = "val_loss",
         save_best_only: bool = False,
+        save_weights_only: bool = False,
         mode: str = "auto",
+        verbose: int = 0,
     ) -> None:
-        self.path = os.fspath(path)
+        self.filepath = os.fspath(filepath)
         self.monitor = monitor
         self.save_best_only = bool(save_best_only)
+        self.save_weights_only = bool(save_weights_only)
         self.mode = check_choice("mode", mode, ("auto", "min", "max"))
+        self.verbose = int(verbose)
         self._better = _improvement(self.mode, monitor)
         self.best: float | None = None
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
+        path = self.filepath.format(epoch=epoch + 1, **logs)
         if self.save_best_only:
             value = _monitored(logs, self.monitor, "ModelCheckpoint")
-            if value is None or (self.best is not None and not self._better(value, self.best)):
+            if value is None:
                 return
+            if self.best is not None and not self._better(value, self.best):
+                self._say(f"Epoch {epoch + 1}: {self.monitor} did not improve from {self.best:.5g}")
+                return
+            was = "" if self.best is None else f" from {self.best:.5g}"
+            self._say(
+                f"Epoch {epoch + 1}: {self.monitor} improved{was} to {value:.5g}, saving to {path}"
+            )
             self.best = value
-        self.model.save(self.path.format(epoch=epoch + 1, **logs))
+        else:
+            self._say(f"Epoch {epoch + 1}: saving to {path}")
+        if self.save_weights_only:
+            self.model.save_weights(path)
+        else:
+            self.model.save(path)
+
+    def _say(self, line: str) -> None:
+        if self.verbose:
+            print(line)
 
 
 class TerminateOnNaN(Callback):
