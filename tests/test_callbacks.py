@@ -89,6 +89,47 @@ def test_model_checkpoint_saves_every_epoch_or_only_the_best(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def test_model_checkpoint_takes_keras_keywords(tmp_path, capsys):
+    model = regressor()
+    best = tmp_path / "best-{epoch}.weights.npz"
+    check = callbacks.ModelCheckpoint(
+        filepath=best, monitor="val_mse", save_best_only=True, save_weights_only=True,
+        mode="min", verbose=1,
+    )  # fmt: skip
+    script = Scripted("val_mse", [3.0, 1.0, 2.0])
+    snapshots = []
+
+    class Keep(callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            snapshots.append(model.get_weights())
+
+    model.fit(X, Y, epochs=3, callbacks=[script, Keep(), check], verbose=0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "best-1.weights.npz",
+        "best-2.weights.npz",
+    ]
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        f"Epoch 1: val_mse improved to 3, saving to {tmp_path / 'best-1.weights.npz'}",
+        f"Epoch 2: val_mse improved from 3 to 1, saving to {tmp_path / 'best-2.weights.npz'}",
+        "Epoch 3: val_mse did not improve from 1",
+    ]
+    fresh = regressor().build(3)
+    fresh.load_weights(tmp_path / "best-2.weights.npz")
+    for a, b in zip(fresh.get_weights(), snapshots[1], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    ("monitor", "mode"),
+    [("val_auc", "max"), ("precision", "max"), ("val_recall", "max"), ("f1_score", "max"),
+     ("val_accuracy", "max"), ("val_loss", "min"), ("mae", "min")],
+)  # fmt: skip
+def test_auto_mode_maximizes_scores_and_minimizes_errors(monitor, mode):
+    stop = callbacks.EarlyStopping(monitor=monitor, mode="auto")
+    assert stop._better(2.0, 1.0) is (mode == "max")
+
+
 def test_terminate_on_nan_stops_a_diverging_run():
     model = xn.Sequential([layers.Dense(1)], seed=0)  # float32 overflows within a few epochs
     model.compile(loss="mse", optimizer=xn.optimizers.SGD(50.0))
