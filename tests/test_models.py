@@ -31,6 +31,7 @@ SAMPLE_WEIGHT_REASON = (
 )
 EXPECTED_FAILURES = {
     "check_sample_weight_equivalence_on_dense_data": SAMPLE_WEIGHT_REASON,
+    "check_sample_weight_equivalence_on_sparse_data": SAMPLE_WEIGHT_REASON,
     "check_sample_weights_invariance(kind=zeros)": SAMPLE_WEIGHT_REASON,
 }
 
@@ -43,7 +44,7 @@ def _expected_failures(estimator):
         return {
             k: v
             for k, v in EXPECTED_FAILURES.items()
-            if k != "check_sample_weight_equivalence_on_dense_data"
+            if not k.startswith("check_sample_weight_equivalence")
         }
     return EXPECTED_FAILURES
 
@@ -63,6 +64,7 @@ ESTIMATORS = [
 ]
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @parametrize_with_checks(ESTIMATORS, expected_failed_checks=_expected_failures)
 def test_sklearn_compatible(estimator, check):
     check(estimator)
@@ -120,6 +122,7 @@ def test_pipeline_grid_search_and_cross_validation():
     )
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize("cls", [LogisticRegression, MLPClassifier])
 def test_device_data_stays_on_its_device(cls, placement):
     X, y = load_iris(return_X_y=True)
@@ -169,6 +172,7 @@ def test_bad_parameters():
         LinearRegression(learning_rate=-1.0).fit(X, y)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize(
     ("given", "dtype", "expected"),
     [

@@ -1,24 +1,25 @@
 """What the scikit-learn estimators share: parameters, data handling, fitting.
 
-Every estimator builds a :class:`xpnet.Sequential` and trains it with
-``fit``; there is no second training loop. Host data (NumPy, lists,
-pandas) is validated by scikit-learn's own helpers; arrays of a device
-library (CuPy, PyTorch, JAX, array-api-strict) are passed to the model as
-they are, so they never leave their device, and predictions come back in
-the library they came from.
+Every estimator builds a :class:`xpnet.Sequential` (an
+:class:`~xpnet.models._objective.L2Sequential`, which adds scikit-learn's
+L2 penalty to the public step) and trains it with the loop of
+:mod:`xpnet.models._loop`. Host data (NumPy, lists, pandas,
+``scipy.sparse``) is validated by scikit-learn's own helpers; arrays of a
+device library (CuPy, PyTorch, JAX, array-api-strict) are passed to the
+model as they are, so they never leave their device, and predictions come
+back in the library they came from. Sparse input is densified a batch (or,
+to predict, a chunk of rows) at a time, never whole.
 """
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
 from typing import Any
 
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.preprocessing import LabelEncoder
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from scipy.sparse import issparse
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from xpnet import layers as _layers
 from xpnet import losses as _losses
 from xpnet import optimizers as _optimizers
 from xpnet._backend import (
@@ -29,39 +30,54 @@ from xpnet._backend import (
     namespace,
     to_numpy,
 )
-from xpnet.model import Sequential
+from xpnet.models import _loop
+from xpnet.models._objective import SKLEARN_ACTIVATIONS, L2Sequential, dense_stack
+
+# Rows densified per forward pass when predicting on sparse input.
+SPARSE_CHUNK = 1024
+
+
+@dataclass
+class Head:
+    """The output side of a network: its loss, units and activation, the
+    labels that stratify an early-stopping split, and how a validation
+    split is scored."""
+
+    loss: _losses.Loss
+    n_outputs: int
+    activation: str | None
+    stratify: Any = None
 
 
 class _XpnetEstimator(BaseEstimator):
     """Shared machinery; subclasses say which network to build."""
 
-    def _layers(self, n_outputs: int, output_activation: str | None) -> list[_layers.Layer]:
-        """The hidden layers (none for the linear models) and the output layer."""
-        hidden = [
-            _layers.Dense(int(units), activation=self.activation,
-                          kernel_initializer=self.kernel_initializer)
-            for units in self._hidden()
-        ]  # fmt: skip
-        out = _layers.Dense(
-            n_outputs, activation=output_activation, kernel_initializer=self.kernel_initializer
-        )
-        return [*hidden, out]
+    #: Whether the estimator stops by scikit-learn's tol / n_iter_no_change rule.
+    _stops = False
 
     def _hidden(self) -> tuple[int, ...]:
         return ()
 
-    def _batch_size(self, n: int) -> int | None:
+    def _hidden_activation(self) -> str | None:
+        name = getattr(self, "activation", None)
+        return SKLEARN_ACTIVATIONS.get(name, name) if isinstance(name, str) else name
+
+    def _batch_size(self, n: int) -> int:
         batch_size = self.batch_size
         if batch_size == "auto":
             return min(200, n)
-        if batch_size is not None and (
-            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
-        ):
+        if batch_size is None:
+            return n
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be None, 'auto' or an int >= 1, got {batch_size!r}")
-        return batch_size
+        return min(batch_size, n)
 
     def _optimizer(self) -> _optimizers.Optimizer:
-        optimizer = _optimizers.get(self.optimizer)
+        if isinstance(self.optimizer, str) and self.optimizer.lower() == "adam":
+            # scikit-learn's Adam: Keras's update with epsilon 1e-8.
+            optimizer = _optimizers.Adam(epsilon=1e-8)
+        else:
+            optimizer = _optimizers.get(self.optimizer)
         if isinstance(self.optimizer, _optimizers.Optimizer):
             optimizer = _optimizers.get(_optimizers.serialize(optimizer))  # a fresh copy
         optimizer.learning_rate = self.learning_rate
@@ -74,9 +90,16 @@ class _XpnetEstimator(BaseEstimator):
             return self.dtype
         return "float32" if dtype_name(X.dtype) == "float32" else "float64"
 
-    def _check_epochs(self) -> None:
+    def _check_params(self, n: int) -> None:
+        """Refuse bad hyper-parameters before any work is done."""
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
             raise ValueError(f"epochs must be an int >= 1, got {self.epochs!r}")
+        if isinstance(self.alpha, bool) or not self.alpha >= 0:
+            raise ValueError(f"alpha must be a number >= 0, got {self.alpha!r}")
+        self._batch_size(n)
+        self._hidden()
+        if self._stops:
+            self._check_stopping_params()
 
     # -------------------------------------------------------------- data
 
@@ -93,7 +116,7 @@ class _XpnetEstimator(BaseEstimator):
                     f"{self.n_features_in_} features as input"
                 )
             return X
-        return validate_data(self, X, reset=reset, dtype="numeric")
+        return validate_data(self, X, reset=reset, dtype="numeric", accept_sparse="csr")
 
     def _validate_xy(self, X: Any, y: Any, *, multi_output: bool) -> tuple[Any, Any]:
         if is_device_array(X):
@@ -102,57 +125,125 @@ class _XpnetEstimator(BaseEstimator):
                 raise ValueError(f"X has {X.shape[0]} samples but y has {y.shape[0]}")
             return X, y
         return validate_data(
-            self, X, y, reset=True, dtype="numeric", multi_output=multi_output,
-            y_numeric=not self._is_classifier(),
+            self, X, y, reset=True, dtype="numeric", accept_sparse="csr",
+            multi_output=multi_output, y_numeric=not self._is_classifier(),
         )  # fmt: skip
 
     @staticmethod
     def _is_classifier() -> bool:
         return False
 
-    def _fit_model(self, X, y, sample_weight, loss, n_outputs, output_activation) -> None:
-        self._check_epochs()
-        model = Sequential(
-            self._layers(n_outputs, output_activation),
-            backend=self.backend,
-            device=self.device,
-            dtype=self._dtype_for(X),
-            seed=self.seed,
-        )
-        model.compile(loss=loss, optimizer=self._optimizer())
-        if sample_weight is not None and not is_device_array(sample_weight):
-            from sklearn.utils.validation import _check_sample_weight
+    def _sample_weight(self, sample_weight: Any, X: Any) -> Any:
+        if sample_weight is None or is_device_array(sample_weight):
+            return sample_weight
+        return _check_sample_weight(sample_weight, X)
 
-            sample_weight = _check_sample_weight(sample_weight, X)
-        history = model.fit(
-            X,
-            y,
-            epochs=self.epochs,
-            batch_size=self._batch_size(int(X.shape[0])),
-            shuffle=True,
-            sample_weight=sample_weight,
-            verbose=int(self.verbose),
-        )
-        if not all(math.isfinite(v) for v in history.history["loss"]):
+    # -------------------------------------------------------------- fitting
+
+    def _fit_network(self, X: Any, y: Any, sample_weight: Any, head: Head) -> None:
+        """Build the network for `head`, train it on ``(X, y)``, and set the
+        fitted attributes, all at the end: a fit that raises leaves the
+        estimator as it was."""
+        self._check_params(int(X.shape[0]))
+        model = L2Sequential(
+            dense_stack(int(X.shape[1]), self._hidden(), self._hidden_activation(),
+                        head.n_outputs, head.activation, self.kernel_initializer),
+            alpha=self.alpha, backend=self.backend, device=self.device,
+            dtype=self._dtype_for(X), seed=self.seed,
+        )  # fmt: skip
+        model.compile(loss=head.loss, optimizer=self._optimizer())
+        if issparse(X):  # dense data builds (and places) the model in prepare
+            model.build(int(X.shape[1]))
+        val = None
+        if getattr(self, "early_stopping", False):
+            (X, y, sample_weight), val = self._split(X, y, sample_weight, head.stratify)
+        rows = (_loop.SparseRows if issparse(X) else _loop.DenseRows)(model, X, y, sample_weight)
+        plan = _loop.Plan(
+            epochs=self.epochs, batch_size=self._batch_size(rows.n),
+            shuffle=getattr(self, "shuffle", True), seed=self.seed, verbose=int(self.verbose),
+            name=type(self).__name__,
+        )  # fmt: skip
+        if self._stops:
+            plan.stopping = _loop.Stopping(self.tol, self.n_iter_no_change, val is not None)
+        if val is not None:
+            plan.score = lambda: self._validation_score(model, *val)
+        record = _loop.train(model, rows, plan)
+        if self._stops and not record.converged and len(record.loss_curve) == self.epochs:
+            _loop.warn_not_converged(type(self).__name__, self.epochs, self.tol, val is not None)
+        self._set_fitted(model, record, plan)
+
+    def _check_stopping_params(self) -> None:
+        if isinstance(self.tol, bool) or not self.tol >= 0:
+            raise ValueError(f"tol must be a number >= 0, got {self.tol!r}")
+        patience = self.n_iter_no_change
+        if isinstance(patience, bool) or not (patience == float("inf") or (
+            isinstance(patience, int) and patience >= 1
+        )):  # fmt: skip
+            raise ValueError(f"n_iter_no_change must be an int >= 1 or inf, got {patience!r}")
+        if self.early_stopping and not 0.0 < self.validation_fraction < 1.0:
             raise ValueError(
-                f"{type(self).__name__} diverged: the training loss overflowed to "
-                f"{history.history['loss'][-1]}. Lower learning_rate (now "
-                f"{self.learning_rate}) or scale X, e.g. with StandardScaler."
+                f"validation_fraction must be in (0, 1), got {self.validation_fraction!r}"
             )
+
+    def _split(self, X: Any, y: Any, w: Any, stratify: Any) -> tuple[tuple, tuple]:
+        """scikit-learn's early-stopping hold-out: ``validation_fraction`` of
+        the rows, stratified by class for single-label classifiers; the
+        held-out targets and weights come back as NumPy arrays for scoring."""
+        from sklearn.model_selection import train_test_split
+
+        n = int(X.shape[0])
+        train, val = train_test_split(
+            to_numpy(list(range(n))), test_size=self.validation_fraction,
+            random_state=self.seed, stratify=stratify,
+        )  # fmt: skip
+        if len(val) < 2:
+            raise ValueError(
+                f"The validation set is too small: {len(val)} of {n} samples. Increase "
+                "validation_fraction or the size of your dataset."
+            )
+        train_part = tuple(_rows(a, train) for a in (X, y, w))
+        x_val, y_val, w_val = (_rows(a, val) for a in (X, y, w))
+        y_val = to_numpy(y_val)
+        return train_part, (x_val, y_val, None if w_val is None else to_numpy(w_val))
+
+    def _validation_score(self, model: Any, X: Any, y: Any, w: Any) -> float:
+        """The score scikit-learn's early stopping watches (accuracy, R²),
+        NaN when the network's outputs are no longer finite."""
+        out = to_numpy(_network_output(model, X))
+        xp = namespace(out)
+        if not bool(xp.all(xp.isfinite(out))):
+            return float("nan")
+        return float(self._score_outputs(out, y, w))
+
+    def _score_outputs(self, out: Any, y: Any, w: Any) -> float:
+        raise NotImplementedError
+
+    def _set_fitted(self, model: Any, record: _loop.Record, plan: _loop.Plan) -> None:
         self.model_ = model
-        self.loss_curve_ = list(history.history["loss"])
+        self.loss_curve_ = list(record.loss_curve)
         self.n_iter_ = len(self.loss_curve_)
-        kernel, bias = model.layers[-1].params["kernel"], model.layers[-1].params.get("bias")
+        last = model.layers[-1].params
         xp = model.placement.xp
-        self.coef_ = xp.permute_dims(kernel, (1, 0))
-        self.intercept_ = bias if bias is not None else xp.zeros_like(kernel[0, ...])
+        self.coef_ = xp.permute_dims(last["kernel"], (1, 0))
+        self.intercept_ = last["bias"] if "bias" in last else xp.zeros_like(last["kernel"][0, ...])
+        if not self._stops:
+            return
+        self.coefs_ = [layer.params["kernel"] for layer in model.layers]
+        self.intercepts_ = [layer.params["bias"] for layer in model.layers]
+        self.loss_ = self.loss_curve_[-1] if self.loss_curve_ else None
+        early = plan.score is not None
+        self.validation_scores_ = list(record.validation_scores) if early else None
+        self.best_validation_score_ = plan.stopping.best if early else None
+        self.best_loss_ = None if early else plan.stopping.best
+
+    # -------------------------------------------------------------- predicting
 
     def _raw_predict(self, X: Any) -> tuple[Any, bool]:
         """The network's output for `X`, and whether `X` was device data."""
         check_is_fitted(self, "model_")
         on_device = is_device_array(X)
         X = self._validate_x(X, reset=False)
-        return self.model_.predict(X), on_device
+        return _network_output(self.model_, X), on_device
 
     def _output(self, out: Any, on_device: bool) -> Any:
         """Give results back in the caller's library: for host input, NumPy
@@ -170,114 +261,29 @@ class _XpnetEstimator(BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.non_deterministic = False
+        tags.input_tags.sparse = True
         return tags
 
 
-class _ClassifierBase(ClassifierMixin, _XpnetEstimator):
-    """Classifiers: labels of any kind through ``classes_``; sigmoid output
-    for two classes when `_binary_sigmoid` says so, softmax otherwise."""
-
-    _binary_sigmoid = True
-
-    @staticmethod
-    def _is_classifier() -> bool:
-        return True
-
-    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> _ClassifierBase:
-        """Fit on ``X`` of shape (n_samples, n_features) and labels ``y``."""
-        X, y = self._validate_xy(X, y, multi_output=False)
-        host_y = to_numpy(y) if is_device_array(y) else y
-        host_y = column_or_1d(host_y, warn=True)
-        check_classification_targets(host_y)
-        encoder = LabelEncoder()
-        codes = encoder.fit_transform(host_y)
-        self.classes_ = encoder.classes_
-        n_classes = len(self.classes_)
-        if n_classes < 2:
-            raise ValueError(
-                f"{type(self).__name__} needs samples of at least 2 classes in the data, "
-                f"but the data contains only one class: {self.classes_[0]!r}"
-            )
-        if is_device_array(X):
-            codes = asarray(codes, backend_of(X))
-        if n_classes == 2 and self._binary_sigmoid:
-            self._fit_model(
-                X, codes * 1.0, sample_weight, _losses.BinaryCrossentropy(), 1, "sigmoid"
-            )
-        else:
-            self._fit_model(
-                X,
-                codes,
-                sample_weight,
-                _losses.SparseCategoricalCrossentropy(),
-                n_classes,
-                "softmax",
-            )
-        return self
-
-    def predict_proba(self, X: Any) -> Any:
-        """Class probabilities, shape (n_samples, n_classes), in ``classes_`` order."""
-        out, on_device = self._raw_predict(X)
-        if int(out.shape[1]) == 1:
-            xp = namespace(out)
-            out = xp.concat([1.0 - out, out], axis=1)
-        return self._output(out, on_device)
-
-    def predict(self, X: Any) -> Any:
-        """The most probable class of each sample, as a label of ``classes_``."""
-        out, on_device = self._raw_predict(X)
-        xp = namespace(out)
-        if int(out.shape[1]) == 1:
-            index = xp.astype(out[:, 0] > 0.5, xp.int32)
-        else:
-            index = xp.argmax(out, axis=1)
-        if on_device and self.classes_.dtype.kind in "iufb":
-            classes = asarray(self.classes_, backend_of(out))
-            return xp.take(classes, index, axis=0)
-        return self.classes_[to_numpy(index)]
-
-    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
-        """Mean accuracy on ``(X, y)``."""
-        from sklearn.metrics import accuracy_score
-
-        predicted = to_numpy(self.predict(X))
-        return float(accuracy_score(to_numpy(y), predicted, sample_weight=_host(sample_weight)))
+def _network_output(model: Any, X: Any) -> Any:
+    """``model.predict(X)``; sparse `X` is densified a chunk of rows at a time."""
+    if not issparse(X):
+        return model.predict(X)
+    n = int(X.shape[0])
+    parts = [
+        model.predict(X[start : start + SPARSE_CHUNK].toarray())
+        for start in range(0, n, SPARSE_CHUNK)
+    ]
+    return parts[0] if len(parts) == 1 else model.placement.xp.concat(parts, axis=0)
 
 
-class _RegressorBase(RegressorMixin, _XpnetEstimator):
-    """Regressors: a linear output trained with mean squared error."""
-
-    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> _RegressorBase:
-        """Fit on ``X`` of shape (n_samples, n_features) and targets ``y``
-        of shape (n_samples,) or (n_samples, n_targets)."""
-        X, y = self._validate_xy(X, y, multi_output=True)
-        self._y_1d = y.ndim == 1
-        n_outputs = 1 if y.ndim == 1 else int(y.shape[1])
-        self._fit_model(X, y, sample_weight, _losses.MeanSquaredError(), n_outputs, None)
-        if self._y_1d:
-            self.coef_ = self.coef_[0, ...]
-            self.intercept_ = self.intercept_[0]
-        return self
-
-    def predict(self, X: Any) -> Any:
-        """Predicted targets, shape (n_samples,) or (n_samples, n_targets)."""
-        out, on_device = self._raw_predict(X)
-        if self._y_1d:
-            out = out[:, 0]
-        return self._output(out, on_device)
-
-    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
-        """Coefficient of determination R² on ``(X, y)``."""
-        from sklearn.metrics import r2_score
-
-        return float(
-            r2_score(to_numpy(y), to_numpy(self.predict(X)), sample_weight=_host(sample_weight))
-        )
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.multi_output = True
-        return tags
+def _rows(a: Any, index: Any) -> Any:
+    """Rows `index` (a NumPy integer array) of host, sparse or device data."""
+    if a is None:
+        return None
+    if is_device_array(a):
+        return namespace(a).take(a, asarray(index, backend_of(a)), axis=0)
+    return a[index]
 
 
 def _host(a: Any) -> Any:
