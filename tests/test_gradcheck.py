@@ -50,3 +50,36 @@ def test_bad_arguments(make):
         xn.gradcheck(F.mean_squared_error, z, z, wrt=(2,))
     with pytest.raises(ValueError, match=r"returned 1 gradient\(s\) for 2 inputs"):
         xn.gradcheck(F.mean_squared_error, z, z, wrt=(0, 1))
+
+
+def _regularized(placement):
+    model = xn.Sequential(
+        [
+            xn.layers.Dense(3, input_dim=2, kernel_regularizer=xn.regularizers.L2(5.0)),
+            xn.layers.BatchNormalization(momentum=0.5),
+            xn.layers.Dense(1),
+        ],
+        backend=placement.name, device=placement.device, dtype="float64", seed=1,
+    )  # fmt: skip
+    model.compile(loss="mse", optimizer="sgd")
+    return model
+
+
+def test_a_model_check_includes_the_penalty(placement, monkeypatch):
+    x, y = np.arange(12.0).reshape(6, 2) / 6, np.linspace(-1, 1, 6)
+    model = _regularized(placement)
+    assert max(xn.gradcheck(model, x, y).values()) < 1e-6
+    # Without the penalty's gradient the kernel's check fails: the checked
+    # loss does include the penalty.
+    monkeypatch.setattr(xn.layers.Layer, "add_regularization_gradients", lambda self: None)
+    assert xn.gradcheck(model, x, y)["dense/kernel"] > 0.1
+
+
+def test_training_mode_restores_the_moving_statistics(placement):
+    x, y = np.arange(12.0).reshape(6, 2) / 6, np.linspace(-1, 1, 6)
+    model = _regularized(placement)
+    before = model.get_weights()
+    errors = xn.gradcheck(model, x, y, training=True)
+    assert max(errors.values()) < 1e-6, errors
+    for a, b in zip(before, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)

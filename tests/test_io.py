@@ -538,3 +538,250 @@ def test_any_config_edit_is_refused_or_loads(tmp_path, good_file, data):
     pack(path, config, arrays)
     with contextlib.suppress(ValueError):  # anything else is a bug
         xn.load_model(path)
+
+
+# ------------------------------------------------------------ weights files
+
+
+def bn_net(backend=None, device=None, seed=0, **kw):
+    model = xn.Sequential(
+        [
+            layers.Input(shape=(4,)),
+            layers.Dense(5, activation="relu"),
+            layers.BatchNormalization(**kw),
+            layers.Dense(3, activation="softmax"),
+        ],
+        backend=backend, device=device, dtype="float64", seed=seed,
+    )  # fmt: skip
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="adam")
+    return model
+
+
+def assert_same_weights(a, b):
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_weights_round_trip_to_any_backend(tmp_path, placement):
+    model = bn_net()
+    model.fit(X, Y, epochs=2, batch_size=8, verbose=0)
+    path = tmp_path / "m.weights.npz"
+    model.save_weights(path)
+    other = bn_net(placement.name, placement.device, seed=9)
+    other.load_weights(path)
+    assert_same_weights(model.get_weights(), other.get_weights())
+    assert_close(other.predict(X), xn.to_numpy(model.predict(X)), rtol=1e-12)
+    assert _backend.device_of(other.layers[1].buffers["moving_mean"]) == placement.device
+    host = bn_net(seed=9)  # built on the host, not placed yet: loads there
+    host.load_weights(path)
+    assert host.placement is None
+    assert_same_weights(model.get_weights(), host.get_weights())
+    placed = bn_net(placement.name, placement.device)  # and back from anywhere
+    placed.set_weights(model.get_weights())
+    placed.save_weights(tmp_path / "again.npz")
+    assert (tmp_path / "again.npz").read_bytes() == path.read_bytes()
+
+
+def test_a_weights_file_is_a_plain_npz(tmp_path):
+    model = bn_net()
+    model.save_weights(tmp_path / "w.npz")
+    with np.load(tmp_path / "w.npz", allow_pickle=False) as found:
+        assert list(found.keys()) == [
+            "dense/kernel", "dense/bias", "batch_normalization/gamma",
+            "batch_normalization/beta", "batch_normalization/moving_mean",
+            "batch_normalization/moving_variance", "dense_1/kernel", "dense_1/bias",
+        ]  # fmt: skip
+        assert_same_weights(model.get_weights(), [found[k] for k in found])
+    with zipfile.ZipFile(tmp_path / "w.npz") as archive:
+        assert {i.compress_type for i in archive.infolist()} == {zipfile.ZIP_STORED}
+
+
+def test_a_crash_mid_save_weights_leaves_the_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "w.npz"
+    model = bn_net()
+    model.save_weights(path)
+    before = path.read_bytes()
+    model.fit(X, Y, epochs=1, verbose=0)
+
+    def crash(fileobj, array):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(_saving, "write_npy", crash)
+    with pytest.raises(OSError, match="disk full"):
+        model.save_weights(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["w.npz"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_weights_files_get_the_permissions_of_the_umask(tmp_path):
+    old = os.umask(0o027)
+    try:
+        bn_net().save_weights(tmp_path / "w.npz")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "w.npz").stat().st_mode & 0o777 == 0o640
+
+
+def _other_nets():
+    bigger = xn.Sequential([layers.Dense(5, input_dim=4), layers.Dense(3)], seed=0)
+    renamed = bn_net()
+    renamed.layers[0].name = "hidden"
+    fewer = bn_net(center=False)  # no beta
+    wider = xn.Sequential(
+        [layers.Dense(6, input_dim=4), layers.BatchNormalization(), layers.Dense(3)], seed=0
+    )
+    return {
+        "count": (bigger, r"the file holds 8 weights and the model has 4"),
+        "names": (renamed, r"missing \['hidden/kernel', 'hidden/bias'\], unexpected"),
+        "fewer": (fewer, r"unexpected \['batch_normalization/beta'\]"),
+        "shape": (wider, r"weight dense/kernel has shape \(4, 5\) in the file and \(4, 6\)"),
+    }
+
+
+@pytest.mark.parametrize("case", ["count", "names", "fewer", "shape"])
+def test_weights_of_another_model_are_refused_and_change_nothing(tmp_path, case):
+    path = tmp_path / "w.npz"
+    bn_net().save_weights(path)
+    model, match = _other_nets()[case]
+    before = model.get_weights()
+    with pytest.raises(ValueError, match="does not match the model: .*" + match):
+        model.load_weights(path)
+    assert_same_weights(before, model.get_weights())
+
+
+def _rewrite(path, edit):
+    with zipfile.ZipFile(path) as archive:
+        members = {n: archive.read(n) for n in archive.namelist()}
+    members = edit(members)
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
+DAMAGED_WEIGHTS = {
+    "truncated": (lambda raw: raw[: len(raw) // 2], "not an xpnet weights file"),
+    "text": (lambda raw: b"not a zip", "not an xpnet weights file"),
+    "crc": (flip_in_member("dense/kernel.npy", 140), r"dense/kernel\.npy: Bad CRC-32"),
+}
+
+
+@pytest.mark.parametrize("case", DAMAGED_WEIGHTS, ids=list(DAMAGED_WEIGHTS))
+def test_damaged_weights_files_are_refused(tmp_path, case):
+    damage, match = DAMAGED_WEIGHTS[case]
+    path = tmp_path / "w.npz"
+    bn_net().save_weights(path)
+    path.write_bytes(damage(path.read_bytes()))
+    model = bn_net(seed=4)
+    before = model.get_weights()
+    with pytest.raises(ValueError, match=match):
+        model.load_weights(path)
+    assert_same_weights(before, model.get_weights())
+
+
+MALFORMED_WEIGHTS = {
+    "pickled": (
+        lambda m: {**m, "dense/bias.npy": npy(np.array([{"a": 1}] * 5, dtype=object))},
+        "allow_pickle",
+    ),
+    "int": (lambda m: {**m, "dense/bias.npy": npy(np.zeros(5, np.int64))}, "has dtype '<i8'"),
+    "extra": (lambda m: {**m, "notes.txt": b"hi"}, r"\['notes\.txt'\] are not \.npy arrays"),
+    "forged": (
+        lambda m: {
+            **m,
+            "dense/bias.npy": m["dense/bias.npy"].replace(b"(5,)", b"(9999999999,)")[:-40],
+        },
+        "declares shape",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", MALFORMED_WEIGHTS, ids=list(MALFORMED_WEIGHTS))
+def test_malformed_weights_files_are_refused(tmp_path, case):
+    edit, match = MALFORMED_WEIGHTS[case]
+    path = tmp_path / "w.npz"
+    bn_net().save_weights(path)
+    _rewrite(path, edit)
+    model = bn_net(seed=4)
+    before = model.get_weights()
+    with pytest.raises(ValueError, match="damaged or malformed xpnet weights file: .*" + match):
+        model.load_weights(path)
+    assert_same_weights(before, model.get_weights())
+
+
+def test_compressed_weights_are_refused(tmp_path):
+    path = tmp_path / "w.npz"
+    bn_net().save_weights(path)
+    with zipfile.ZipFile(path) as archive:
+        members = {n: archive.read(n) for n in archive.namelist()}
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    with pytest.raises(ValueError, match=r"dense/kernel\.npy is compressed"):
+        bn_net().load_weights(path)
+
+
+def test_weights_need_a_built_model_with_unique_names(tmp_path):
+    unbuilt = xn.Sequential([layers.Dense(2)])
+    with pytest.raises(ValueError, match="not built yet"):
+        unbuilt.save_weights(tmp_path / "w.npz")
+    bn_net().save_weights(tmp_path / "w.npz")
+    with pytest.raises(ValueError, match="not built yet"):
+        unbuilt.load_weights(tmp_path / "w.npz")
+    twins = xn.Sequential(
+        [layers.Dense(2, input_dim=2, name="d"), layers.Dense(2, name="d")], seed=0
+    )
+    with pytest.raises(ValueError, match=r"weights \['d/bias', 'd/kernel'\] appear twice"):
+        twins.save_weights(tmp_path / "twins.npz")
+    assert not (tmp_path / "twins.npz").exists()
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_any_weights_damage_is_refused_or_harmless(tmp_path_factory, data):
+    folder = tmp_path_factory.mktemp("w")
+    model = bn_net()
+    model.save_weights(folder / "w.npz")
+    raw = (folder / "w.npz").read_bytes()
+    pos = data.draw(st.integers(0, len(raw) - 1), label="position")
+    if data.draw(st.booleans(), label="truncate"):
+        damaged = raw[:pos]
+    else:
+        damaged = raw[:pos] + bytes([raw[pos] ^ data.draw(st.integers(1, 255))]) + raw[pos + 1 :]
+    (folder / "w.npz").write_bytes(damaged)
+    other = bn_net(seed=3)
+    before = other.get_weights()
+    try:
+        other.load_weights(folder / "w.npz")
+    except ValueError:
+        assert_same_weights(before, other.get_weights())
+    else:
+        assert_same_weights(model.get_weights(), other.get_weights())
+
+
+# ------------------------------------------------------------ new layers and settings in model files
+
+
+def test_an_unplaced_model_saves_and_loads_unplaced(tmp_path, placement):
+    model = bn_net(momentum=0.5)  # built at construction, on the host
+    path = tmp_path / "m.xpnet"
+    model.save(path)
+    loaded = xn.load_model(path)
+    assert loaded.placement is None and loaded.built
+    assert loaded.get_config() == model.get_config()
+    assert_same_weights(model.get_weights(), loaded.get_weights())
+    x = _backend.asarray(X, placement, "float64")
+    a = loaded.fit(x, _backend.asarray(Y, placement), epochs=2, shuffle=False, verbose=0)
+    b = model.fit(X, Y, epochs=2, shuffle=False, verbose=0)
+    assert loaded.backend == placement.name
+    assert a.history["loss"] == pytest.approx(b.history["loss"], rel=1e-9)
+
+
+def test_a_first_layer_input_dim_that_contradicts_the_model_is_refused(tmp_path):
+    model = xn.Sequential([layers.Dense(3, input_dim=4)], seed=0)
+    path = tmp_path / "m.xpnet"
+    model.save(path)
+    config, arrays = unpack(path)
+    config["model"]["layers"][0]["config"]["input_dim"] = 5
+    pack(path, config, arrays)
+    assert_refused(path, r"model\['input_dim'\] is 4 but its first layer's is 5")

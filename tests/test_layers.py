@@ -127,8 +127,65 @@ def test_bad_layer_arguments():
         layers.Dropout(1.0)
     with pytest.raises(ValueError, match="input_dim must be a positive int"):
         layers.Dense(3, input_dim=0)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'colour'"):
+        layers.Dense(3, colour="red")
     with pytest.raises(TypeError, match="Sequential.add expects a Layer"):
         xn.Sequential(["dense"])
+
+
+@pytest.mark.parametrize(
+    "make_layer",
+    [
+        lambda **kw: layers.Dense(2, **kw),
+        lambda **kw: layers.Activation("tanh", **kw),
+        lambda **kw: layers.ReLU(**kw),
+        lambda **kw: layers.LeakyReLU(0.2, **kw),
+        lambda **kw: layers.ELU(**kw),
+        lambda **kw: layers.Softmax(**kw),
+        lambda **kw: layers.PReLU(**kw),
+        lambda **kw: layers.Dropout(0.1, **kw),
+        lambda **kw: layers.BatchNormalization(**kw),
+    ],
+)
+def test_every_layer_takes_input_shape(make_layer):
+    assert make_layer(input_shape=(3,)).input_dim == 3
+    assert make_layer(input_shape=[3], input_dim=3).input_dim == 3
+    assert make_layer(input_shape=(3,)).get_config()["input_dim"] == 3
+    model = xn.Sequential([make_layer(input_shape=(3,))])
+    assert model.built and model.input_dim == 3
+
+
+@pytest.mark.parametrize(
+    "shape", [3, (3, 4), (), (0,), (-2,), (None,), ("3",), (3.0,), (True,), "3", None]
+)
+def test_bad_shapes_are_refused(shape):
+    if shape is not None:
+        with pytest.raises(ValueError, match=r"input_shape must be a 1-tuple of a positive int"):
+            layers.Dense(2, input_shape=shape)
+    with pytest.raises(ValueError, match=r"Input shape must be a 1-tuple of a positive int"):
+        layers.Input(shape=shape)
+
+
+def test_input_dim_and_input_shape_must_agree():
+    with pytest.raises(ValueError, match=r"input_dim=4 and input_shape=\(3,\) disagree"):
+        layers.Dense(2, input_dim=4, input_shape=(3,))
+    with pytest.raises(ValueError, match="input_dim must be a positive int"):
+        layers.Dense(2, input_dim=True)
+
+
+def test_input_is_not_a_layer_of_the_model():
+    model = xn.Sequential([layers.Input(shape=(3,)), layers.Dense(2), layers.ReLU()])
+    assert [type(layer) for layer in model.layers] == [layers.Dense, layers.ReLU]
+    assert model.built and model.input_dim == 3
+    assert layers.Input(shape=(3,), name="pixels").get_config() == {"shape": [3], "name": "pixels"}
+    with pytest.raises(ValueError, match="an Input must come first"):
+        xn.Sequential([layers.Dense(2), layers.Input(shape=(3,))])
+    with pytest.raises(ValueError, match="an Input must come first"):
+        xn.Sequential([layers.Input(shape=(3,)), layers.Input(shape=(3,))])
+    with pytest.raises(ValueError, match=r"has input_dim=4 but the model's Input has shape \(3,\)"):
+        xn.Sequential([layers.Input(shape=(3,)), layers.Dense(2, input_dim=4)])
+    with pytest.raises(ValueError, match="Unknown layer 'Input'"):
+        layers.get({"class_name": "Input", "config": {"shape": [3]}})
 
 
 @pytest.mark.parametrize(
@@ -136,6 +193,16 @@ def test_bad_layer_arguments():
     [
         layers.Dense(
             3, activation=xn.activations.get("elu", alpha=0.5), kernel_initializer="he_normal"
+        ),
+        layers.Dense(3, kernel_regularizer="l2", bias_regularizer=xn.regularizers.L1(0.5)),
+        layers.PReLU(alpha_regularizer="l1", input_shape=(4,)),
+        layers.BatchNormalization(
+            momentum=0.9,
+            epsilon=1e-5,
+            center=False,
+            gamma_initializer="random_normal",
+            moving_variance_initializer=xn.initializers.Constant(2.0),
+            gamma_regularizer="l2",
         ),
         layers.Activation("leaky_relu", alpha=0.3),
         layers.LeakyReLU(0.2),

@@ -507,12 +507,13 @@ def test_metrics_mae_mse_and_binary_accuracy():
     )
 
 
-def test_verbose_shows_a_progress_bar(capsys):
+def test_verbose_reports_each_epoch(capsys):
     classifier().fit(X, Y_CLASS, epochs=2, verbose=1)
-    err = capsys.readouterr().err
-    assert "Epoch 1/2" in err and "Epoch 2/2" in err and "loss=" in err and "accuracy=" in err
+    shown = capsys.readouterr()
+    text = shown.out + shown.err  # a bar on a terminal, one line per epoch elsewhere
+    assert "Epoch 1/2" in text and "Epoch 2/2" in text and "loss" in text and "accuracy" in text
     classifier().fit(X, Y_CLASS, epochs=1, verbose=0)
-    assert capsys.readouterr().err == ""
+    assert capsys.readouterr() == ("", "")
 
 
 def test_float32_by_default_and_integer_inputs_are_cast():
@@ -590,3 +591,150 @@ def test_prepare_checks_data_and_needs_compile():
     model.compile(loss="sparse_categorical_crossentropy", optimizer="sgd")
     with pytest.raises(ValueError, match=r"labels must be in \[0, 3\)"):
         model.prepare(X, Y_CLASS + 3)
+
+
+# ------------------------------------------------------------ built at construction
+
+
+def _declared(kind, **kw):
+    """The same 4-8-3 classifier, its input size given three ways."""
+    first = {
+        "input_dim": [layers.Dense(8, activation="relu", input_dim=4)],
+        "input_shape": [layers.Dense(8, activation="relu", input_shape=(4,))],
+        "Input": [layers.Input(shape=(4,)), layers.Dense(8, activation="relu")],
+    }[kind]
+    model = xn.Sequential([*first, layers.Dense(3, activation="softmax")], seed=3, **kw)
+    model.compile(loss="sparse_categorical_crossentropy", optimizer=xn.optimizers.Adam(0.01))
+    return model
+
+
+@pytest.mark.parametrize("kind", ["input_dim", "input_shape", "Input"])
+def test_a_known_input_size_builds_on_the_host_at_construction(kind):
+    model = _declared(kind)
+    assert model.built and model.placement is None and model.backend is None
+    out = io.StringIO()
+    model.summary(print_fn=out.write)
+    assert "Total params: 67" in out.getvalue() and "host" in out.getvalue()
+    assert model.count_params() == 67 and repr(model).startswith("Sequential(2 layers, host")
+    weights = model.get_weights()
+    assert [w.dtype for w in weights] == [np.float32] * 4
+    # The same draws as a model built by its first data, with the same seed.
+    lazy = classifier(dtype="float32", seed=3).build(4)
+    for a, b in zip(weights, lazy.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    model.set_weights([w + 1.0 for w in weights])
+    np.testing.assert_array_equal(model.get_weights()[0], weights[0] + 1.0)
+    assert model.placement is None
+
+
+def test_add_builds_once_the_input_size_is_known():
+    model = xn.Sequential(seed=3)
+    model.add(layers.Input(shape=(4,)))
+    assert not model.built
+    model.add(layers.Dense(8, activation="relu"))
+    assert model.built
+    model.add(layers.Dense(3, activation="softmax"))
+    assert model.built and model.count_params() == 67
+    for a, b in zip(model.get_weights(), _declared("Input").get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="sgd")
+    model.fit(X, Y_CLASS, epochs=1, verbose=0)
+    trained = model.get_weights()
+    model.add(layers.Dense(2))  # a built, trained model keeps its weights
+    assert model.layers[-1].built and model.output_dim == 2
+    for a, b in zip(trained, model.get_weights()[:4], strict=True):
+        np.testing.assert_array_equal(a, b)
+    added = model.get_weights()[4]
+    model.fit(X, Y_CLASS % 2, epochs=1, verbose=0)  # the new layer trains too
+    assert not np.array_equal(model.get_weights()[4], added)
+
+
+@pytest.mark.parametrize("kind", ["input_dim", "Input"])
+def test_a_host_built_model_trains_where_its_first_data_lives(kind, placement):
+    model = _declared(kind, dtype="float64")
+    initial = model.get_weights()
+    x = _backend.asarray(X, placement, "float64")
+    model.fit(x, _backend.asarray(Y_CLASS, placement), epochs=2, verbose=0)
+    assert model.backend == placement.name and model.device == placement.device
+    for value in model.layers[0].params.values():
+        assert _backend.namespace(value) is placement.xp
+    twin = classifier(placement, seed=3, optimizer=xn.optimizers.Adam(0.01))
+    for a, b in zip(initial, twin.build(4).get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    twin.fit(X, Y_CLASS, epochs=2, verbose=0)
+    for a, b in zip(model.get_weights(), twin.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+
+
+def test_an_explicit_or_default_backend_builds_there(placement):
+    model = _declared("Input", backend=placement.name, device=placement.device, dtype="float64")
+    assert model.placement == placement
+    kernel = model.layers[0].params["kernel"]
+    assert _backend.namespace(kernel) is placement.xp
+    assert _backend.device_of(kernel) == placement.device
+    with xn.backend(placement.name, device=placement.device):
+        model = _declared("input_dim", dtype="float64")
+    assert model.placement == placement
+    assert _backend.device_of(model.layers[1].params["bias"]) == placement.device
+
+
+def test_a_failed_first_fit_leaves_a_host_built_model_as_it_was(placement):
+    model, twin = _declared("Input", dtype="float64"), _declared("Input", dtype="float64")
+    before = model.get_weights()
+    x = _backend.asarray(X, placement, "float64")
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 3\)"):
+        model.fit(x, _backend.asarray(Y_CLASS + 5, placement), verbose=0)
+
+    class Boom(xn.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        model.fit(x, _backend.asarray(Y_CLASS, placement), callbacks=[Boom()], verbose=0)
+    assert model.placement is None and model.optimizer.iterations == 0
+    for a, b in zip(before, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert all(isinstance(v, np.ndarray) for v in model.layers[0].params.values())
+    # Still trains wherever its first successful data lives, as its twin.
+    a = model.fit(X, Y_CLASS, epochs=2, verbose=0).history["loss"]
+    assert a == twin.fit(X, Y_CLASS, epochs=2, verbose=0).history["loss"]
+    assert model.backend == "numpy"
+
+
+def test_unbuilt_models_say_how_to_build():
+    model = xn.Sequential([layers.Dense(2)])
+    with pytest.raises(ValueError, match=r"not built yet: give its input size \(Input"):
+        model.summary()
+    with pytest.raises(ValueError, match="not built yet"):
+        model.set_weights([])
+    assert model.get_weights() == [] and model.count_params() == 0
+    with pytest.raises(ValueError, match="input_dim must be a positive int"):
+        model.build(0)
+    built = _declared("Input")
+    built.build(4)  # building a built model only checks the size
+    with pytest.raises(ValueError, match="takes inputs with 4 features, not 5"):
+        built.build(5)
+
+
+def test_config_keeps_the_input_size(placement):
+    model = _declared("Input")
+    config = model.get_config()
+    assert config["input_dim"] == 4
+    again = xn.Sequential.from_config(config)
+    assert again.built and again.get_config() == config
+    for a, b in zip(model.get_weights(), again.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)  # same seed, same draws
+    unbuilt = classifier().get_config()
+    assert unbuilt["input_dim"] is None and not xn.Sequential.from_config(unbuilt).built
+
+
+def test_pickling_keeps_the_placement_or_its_absence(placement):
+    import pickle
+
+    host = pickle.loads(pickle.dumps(_declared("Input", dtype="float64")))
+    assert host.built and host.placement is None
+    host.fit(_backend.asarray(X, placement, "float64"), Y_CLASS, epochs=1, verbose=0)
+    assert host.backend == placement.name
+    copied = pickle.loads(pickle.dumps(host))
+    assert copied.placement == placement
+    assert_close(copied.predict(X), xn.to_numpy(host.predict(X)), rtol=1e-12)

@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-from xpnet.layers import Dense, Dropout, Layer, PReLU
+from xpnet.layers import BatchNormalization, Dense, Dropout, Layer, PReLU
 
 Shape = tuple[int, ...]
 
@@ -33,9 +33,10 @@ _NPY_MAGIC = b"\x93NUMPY"
 _FLOAT = re.compile(r"[<>=|]?f([248])")
 
 
-def problem(path: str, text: str) -> ValueError:
-    """The error for a file that is damaged or malformed."""
-    return ValueError(f"{path!r} is a damaged or malformed xpnet model file: {text}")
+def problem(path: str, text: str, kind: str = "model") -> ValueError:
+    """The error for a file (a ``"model"`` or ``"weights"`` file) that is
+    damaged or malformed."""
+    return ValueError(f"{path!r} is a damaged or malformed xpnet {kind} file: {text}")
 
 
 def array_member(i: int) -> str:
@@ -43,21 +44,23 @@ def array_member(i: int) -> str:
 
 
 @contextlib.contextmanager
-def zip_errors(path: str, member: str) -> Iterator[None]:
+def zip_errors(path: str, member: str, kind: str = "model") -> Iterator[None]:
     """Report what the zip reader finds wrong (bad CRC, unsupported or
     encrypted entries, a stream cut short) as a ValueError naming `member`."""
     try:
         yield
     except (zipfile.BadZipFile, zlib.error, EOFError, struct.error) as exc:
-        raise problem(path, f"member {member}: {exc}") from exc
+        raise problem(path, f"member {member}: {exc}", kind) from exc
     except (NotImplementedError, RuntimeError) as exc:  # flag bits zipfile cannot read
-        raise problem(path, f"member {member} cannot be read: {exc}") from exc
+        raise problem(path, f"member {member} cannot be read: {exc}", kind) from exc
 
 
 # ---------------------------------------------------------------- the zip
 
 
-def check_directory(archive: zipfile.ZipFile, path: str, file_size: int) -> None:
+def check_directory(
+    archive: zipfile.ZipFile, path: str, file_size: int, kind: str = "model"
+) -> None:
     """Entries are unique, unencrypted, and the bytes they declare are really there.
 
     Arrays must be stored uncompressed (as :func:`save_model` writes them),
@@ -68,24 +71,24 @@ def check_directory(archive: zipfile.ZipFile, path: str, file_size: int) -> None
     infos = archive.infolist()
     twice = sorted(name for name, n in Counter(i.filename for i in infos).items() if n > 1)
     if twice:
-        raise problem(path, f"members appear more than once: {twice}")
+        raise problem(path, f"members appear more than once: {twice}", kind)
     total = 0
     for info in infos:
-        _check_entry(info, path, file_size)
+        _check_entry(info, path, file_size, kind)
         total += info.compress_size
     if total > file_size:
         raise problem(
-            path, f"its members declare {total} bytes but the file holds only {file_size}"
+            path, f"its members declare {total} bytes but the file holds only {file_size}", kind
         )
 
 
-def _check_entry(info: zipfile.ZipInfo, path: str, file_size: int) -> None:
+def _check_entry(info: zipfile.ZipInfo, path: str, file_size: int, kind: str) -> None:
     name = info.filename
     if info.flag_bits & 0x1:
-        raise problem(path, f"member {name} is encrypted")
+        raise problem(path, f"member {name} is encrypted", kind)
     if info.header_offset < 0 or info.header_offset + info.compress_size > file_size:
-        raise problem(path, f"member {name} lies outside the file (truncated?)")
-    if name == CONFIG:
+        raise problem(path, f"member {name} lies outside the file (truncated?)", kind)
+    if name == CONFIG and kind == "model":
         if info.file_size > MAX_CONFIG_BYTES:
             raise problem(
                 path, f"{CONFIG} declares {info.file_size} bytes (at most {MAX_CONFIG_BYTES})"
@@ -95,6 +98,7 @@ def _check_entry(info: zipfile.ZipInfo, path: str, file_size: int) -> None:
             path,
             f"member {name} is compressed or declares {info.file_size} bytes for "
             f"{info.compress_size} stored; xpnet stores arrays uncompressed",
+            kind,
         )
 
 
@@ -113,7 +117,9 @@ def check_members(archive: zipfile.ZipFile, path: str, count: int) -> None:
 # ---------------------------------------------------------------- .npy headers
 
 
-def npy_shape(stream: Any, info: zipfile.ZipInfo, where: str, path: str) -> Shape:
+def npy_shape(
+    stream: Any, info: zipfile.ZipInfo, where: str, path: str, kind: str = "model"
+) -> Shape:
     """The shape in a ``.npy`` stream's header, read without its data.
 
     Only float16/32/64 arrays are accepted, and the shape must account for
@@ -122,20 +128,20 @@ def npy_shape(stream: Any, info: zipfile.ZipInfo, where: str, path: str) -> Shap
     """
     head = stream.read(8)
     if len(head) < 8 or head[:6] != _NPY_MAGIC:
-        raise problem(path, f"{where} is not a .npy array")
+        raise problem(path, f"{where} is not a .npy array", kind)
     width = {1: 2, 2: 4, 3: 4}.get(head[6])
     if width is None:
-        raise problem(path, f"{where} has unsupported .npy format version {head[6]}")
+        raise problem(path, f"{where} has unsupported .npy format version {head[6]}", kind)
     raw = stream.read(width)
     (length,) = struct.unpack("<H" if width == 2 else "<I", raw.ljust(width, b"\0"))
     if len(raw) < width or length > _MAX_NPY_HEADER:
-        raise problem(path, f"{where} has a truncated or oversized .npy header")
+        raise problem(path, f"{where} has a truncated or oversized .npy header", kind)
     text = stream.read(length)
     try:
         header = ast.literal_eval(text.decode("utf8" if head[6] == 3 else "latin1"))
     except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError) as exc:
-        raise problem(path, f"{where} has an unreadable .npy header ({exc})") from exc
-    shape, itemsize = _header_fields(header, where, path)
+        raise problem(path, f"{where} has an unreadable .npy header ({exc})", kind) from exc
+    shape, itemsize = _header_fields(header, where, path, kind)
     count = 1
     for s in shape:
         count *= s
@@ -145,25 +151,30 @@ def npy_shape(stream: Any, info: zipfile.ZipInfo, where: str, path: str) -> Shap
             path,
             f"{where} declares shape {shape} ({count * itemsize} bytes of data) "
             f"but holds {held} bytes",
+            kind,
         )
     return shape
 
 
-def _header_fields(header: Any, where: str, path: str) -> tuple[Shape, int]:
+def _header_fields(header: Any, where: str, path: str, kind: str) -> tuple[Shape, int]:
     if not isinstance(header, dict) or set(header) != {"descr", "fortran_order", "shape"}:
-        raise problem(path, f"{where} has a malformed .npy header")
+        raise problem(path, f"{where} has a malformed .npy header", kind)
     descr, shape = header["descr"], header["shape"]
     if descr in ("O", "|O"):
         raise problem(
-            path, f"{where} holds Python objects, which are never unpickled (allow_pickle=False)"
+            path,
+            f"{where} holds Python objects, which are never unpickled (allow_pickle=False)",
+            kind,
         )
     match = _FLOAT.fullmatch(descr) if isinstance(descr, str) else None
     if match is None:
-        raise problem(path, f"{where} has dtype {descr!r}; expected float16, float32 or float64")
+        raise problem(
+            path, f"{where} has dtype {descr!r}; expected float16, float32 or float64", kind
+        )
     if not isinstance(header["fortran_order"], bool) or not (
         isinstance(shape, tuple) and all(_is_int(s) and s >= 0 for s in shape)
     ):
-        raise problem(path, f"{where} has a malformed .npy header {header!r:.200}")
+        raise problem(path, f"{where} has a malformed .npy header {header!r:.200}", kind)
     return shape, int(match.group(1))
 
 
@@ -256,39 +267,67 @@ def _check_array_names(names: list[Any], compiled: Any, path: str) -> None:
 # ---------------------------------------------------------------- shapes
 
 
-def parameter_shapes(layers: list[Layer], input_dim: int) -> dict[str, Shape]:
-    """``{"layer/param": shape}`` in the model's order, computed from the
-    layers' settings without building them (which would allocate).
+def parameter_shapes(
+    layers: list[Layer], input_dim: int, *, trainable_only: bool = False
+) -> dict[str, Shape]:
+    """``{"layer/weight": shape}`` for every weight in the model's order
+    (``get_weights``: each layer's parameters, then its buffers), or only the
+    trainable parameters; computed from the layers' settings without
+    building them (which would allocate).
 
-    Raises ValueError when two layers with parameters share a name.
+    Raises ValueError when two layers with weights share a name.
     """
     shapes: dict[str, Shape] = {}
     shape: tuple[int | None, ...] = (None, input_dim)
     for layer in layers:
-        for name, param_shape in _layer_parameter_shapes(layer, int(shape[-1])).items():
+        trainable, buffers = _layer_weight_shapes(layer, int(shape[-1]))
+        for name, weight_shape in {**trainable, **({} if trainable_only else buffers)}.items():
             key = f"{layer.name}/{name}"
             if key in shapes:
-                raise ValueError(f"two layers are named {layer.name!r}: their parameters clash")
-            shapes[key] = param_shape
+                raise ValueError(f"two layers are named {layer.name!r}: their weights clash")
+            shapes[key] = weight_shape
         shape = layer.compute_output_shape(shape)
     return shapes
 
 
-def _layer_parameter_shapes(layer: Layer, fan_in: int) -> dict[str, Shape]:
+def _layer_weight_shapes(layer: Layer, fan_in: int) -> tuple[dict[str, Shape], dict[str, Shape]]:
+    """The shapes of `layer`'s trainable parameters and of its buffers."""
     if isinstance(layer, Dense):
-        return {
-            "kernel": (fan_in, layer.units),
-            **({"bias": (layer.units,)} if layer.use_bias else {}),
-        }
+        kernel = {"kernel": (fan_in, layer.units)}
+        return {**kernel, **({"bias": (layer.units,)} if layer.use_bias else {})}, {}
     if isinstance(layer, PReLU):
-        return {"alpha": (fan_in,)}
-    if type(layer).build in (Layer.build, Dropout.build):  # no parameters
-        return {}
-    # A layer with parameters must be taught here before its files can be
+        return {"alpha": (fan_in,)}, {}
+    if isinstance(layer, BatchNormalization):
+        names = [n for n, on in (("gamma", layer.scale), ("beta", layer.center)) if on]
+        return {n: (fan_in,) for n in names}, {
+            "moving_mean": (fan_in,),
+            "moving_variance": (fan_in,),
+        }
+    if type(layer).build in (Layer.build, Dropout.build):  # no weights
+        return {}, {}
+    # A layer with weights must be taught here before its files can be
     # loaded: building it unchecked could allocate what a forged file asks.
     raise NotImplementedError(
         f"xpnet.io cannot check the parameter shapes of {type(layer).__name__}"
     )
+
+
+def check_weights(found: dict[str, Shape], expected: dict[str, Shape], path: str) -> None:
+    """A weights file holds exactly the model's weights, in order, with their
+    shapes; otherwise a ValueError saying how it differs."""
+    where = f"{path!r} does not match the model"
+    if list(found) != list(expected):
+        missing = [k for k in expected if k not in found]
+        unknown = [k for k in found if k not in expected]
+        raise ValueError(
+            f"{where}: the file holds {len(found)} weights and the model has {len(expected)} "
+            f"(missing {missing}, unexpected {unknown}; expected in order {list(expected)})"
+        )
+    for key, shape in expected.items():
+        if found[key] != shape:
+            raise ValueError(
+                f"{where}: weight {key} has shape {found[key]} in the file and {shape} in the model"
+            )
 
 
 def check_parameters(found: dict[str, Shape], expected: dict[str, Shape], path: str) -> None:

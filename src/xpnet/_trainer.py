@@ -128,9 +128,14 @@ class Trainer:
         return _data.labelled(xs, y, sample_weight, class_weight, self._spec(x), checks, suffix)
 
     def _loss_sum_and_output(self, part: _training.Data) -> tuple[Array, Array]:
+        """A chunk's summed loss (the weight penalty counted once per sample,
+        as each training batch's mean loss carries it) and its outputs."""
         fused = self.fused
         out, _ = self.forward(part.x, logits=fused)
         loss, _ = self.loss.compute(part.y, out, part.sample_weight, logits=fused, reduction="sum")
+        penalty = self.regularization_loss()
+        if penalty is not None:
+            loss = loss + penalty * part.n
         return loss, out
 
     # ------------------------------------------------------------ fit, evaluate, predict
@@ -322,10 +327,12 @@ class Trainer:
 
 
 def _layer_state(layer: Layer) -> dict[str, Any]:
-    """Everything `layer` holds, with copies of its parameters and random
-    streams, for :meth:`Sequential._rollback` (gradient buffers are scratch)."""
+    """Everything `layer` holds, with copies of its parameters, buffers
+    (moving statistics) and random streams, for :meth:`Sequential._rollback`
+    (gradient buffers are scratch)."""
     state = dict(layer.__dict__)
     state["params"] = {name: copy_array(value) for name, value in layer.params.items()}
+    state["buffers"] = {name: copy_array(value) for name, value in layer.buffers.items()}
     state["grads"] = {}
     for key, value in state.items():
         if is_host_rng(value):

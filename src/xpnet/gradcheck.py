@@ -24,13 +24,18 @@ def gradcheck(
     *inputs: Any,
     wrt: Sequence[int] = (0,),
     eps: float = 1e-6,
+    training: bool = False,
 ) -> dict[Any, float]:
     """Check the gradients `fn` (or a model) returns against central finite differences.
 
     With a compiled float64 model, ``gradcheck(model, x, y)`` backpropagates
     the loss once and compares every parameter's gradient with finite
-    differences of the loss; the result is keyed ``"layer/param"``. The
-    model's weights are left as they were.
+    differences of the loss (with the regularization penalty); the result is
+    keyed ``"layer/param"``. The model's weights are left as they were.
+    With ``training=True`` the layers run as in ``fit`` (BatchNormalization
+    on batch statistics; its moving statistics are restored afterwards);
+    a model with Dropout draws new masks on every pass, so check it with
+    the default ``training=False``.
 
     Parameters
     ----------
@@ -47,6 +52,8 @@ def gradcheck(
         Positions of the inputs to differentiate.
     eps : float
         The finite-difference step.
+    training : bool
+        Only for a model: run the forward passes in training mode.
 
     Returns
     -------
@@ -65,7 +72,7 @@ def gradcheck(
     True
     """
     if hasattr(fn, "layers") and hasattr(fn, "loss"):
-        return _gradcheck_model(fn, *inputs, eps=eps)
+        return _gradcheck_model(fn, *inputs, eps=eps, training=training)
     wrt = tuple(wrt)
     if not wrt:
         raise ValueError("wrt must name at least one input")
@@ -124,7 +131,7 @@ def _compare(grad: Array, point: Array, loss_at: Callable[[Array], float], eps: 
     return 0.0 if scale < _TINY else float(diff / scale)
 
 
-def _gradcheck_model(model: Any, x: Any, y: Any, *, eps: float) -> dict[str, float]:
+def _gradcheck_model(model: Any, x: Any, y: Any, *, eps: float, training: bool) -> dict[str, float]:
     """Per-parameter gradient check of a compiled model on ``(x, y)``."""
     if model.loss is None:
         raise RuntimeError("compile the model before gradcheck(model, x, y)")
@@ -135,21 +142,28 @@ def _gradcheck_model(model: Any, x: Any, y: Any, *, eps: float) -> dict[str, flo
     fused = model.fused
 
     def loss_value() -> float:  # forward only: the gradient buffers stay as computed
-        out, _ = model.forward(data.x, logits=fused)
-        return float(to_numpy(model.loss.compute(data.y, out, logits=fused)[0]))
+        out, _ = model.forward(data.x, training=training, logits=fused)
+        loss = model.loss.compute(data.y, out, logits=fused)[0]
+        penalty = model.regularization_loss()
+        return float(to_numpy(loss if penalty is None else loss + penalty))
 
-    grads = model.compute_gradients(data.x, data.y, training=False).gradients
-    errors: dict[str, float] = {}
-    for layer in model.layers:
-        for name, original in list(layer.params.items()):
+    buffers = [layer.buffers for layer in model.layers]  # replaced, never written into
+    try:
+        grads = model.compute_gradients(data.x, data.y, training=training).gradients
+        errors: dict[str, float] = {}
+        for layer in model.layers:
+            for name, original in list(layer.params.items()):
 
-            def loss_at(moved, layer=layer, name=name):
-                layer.params[name] = moved
-                return loss_value()
+                def loss_at(moved, layer=layer, name=name):
+                    layer.params[name] = moved
+                    return loss_value()
 
-            try:
-                key = f"{layer.name}/{name}"
-                errors[key] = _compare(grads[key], original, loss_at, eps)
-            finally:
-                layer.params[name] = original
+                try:
+                    key = f"{layer.name}/{name}"
+                    errors[key] = _compare(grads[key], original, loss_at, eps)
+                finally:
+                    layer.params[name] = original
+    finally:
+        for layer, kept in zip(model.layers, buffers, strict=True):
+            layer.buffers = kept
     return errors

@@ -122,16 +122,23 @@ def _rebuild_parts(
                item["class_name"], item["config"])
         for i, item in enumerate(spec["layers"])
     ]  # fmt: skip
-    expected = _build(path, "model['layers']", _checks.parameter_shapes, layers, spec["input_dim"])
+    first = layers[0].input_dim
+    if first is not None and first != spec["input_dim"]:
+        raise problem(
+            path, f"model['input_dim'] is {spec['input_dim']} but its first layer's is {first}"
+        )
+    dim = spec["input_dim"]
+    expected = _build(path, "model['layers']", _checks.parameter_shapes, layers, dim)
     params = {n[len("params/") :]: s for n, s in shapes.items() if n.startswith("params/")}
     _checks.check_parameters(params, expected, path)
+    trainable = _checks.parameter_shapes(layers, dim, trainable_only=True)
     parts: dict[str, Any] = {"layers": layers, "loss": None, "optimizer": None}
     compiled = config["compile"]
     if compiled is not None:
         parts["loss"] = _build(path, "compile['loss']", _losses.get, compiled["loss"])
         optimizer = _build(path, "compile['optimizer']", _optimizers.get, compiled["optimizer"])
         state = {n[len("optimizer/") :]: s for n, s in shapes.items() if n.startswith("optimizer/")}
-        _checks.check_optimizer_state(state, expected, tuple(optimizer._slots), path)
+        _checks.check_optimizer_state(state, trainable, tuple(optimizer._slots), path)
         parts["optimizer"] = optimizer
     return parts
 
@@ -145,9 +152,13 @@ def _assemble(
     path: str,
 ) -> Sequential:
     """Build the checked model on its backend and load its arrays."""
+    has_state = any(name.startswith("optimizer/") for name in values)
     if backend is None and default_backend() is None:
         saved = config["backend"]
-        backend = saved if saved in BACKENDS and saved in available_backends() else "numpy"
+        if saved is not None or has_state:
+            backend = saved if saved in BACKENDS and saved in available_backends() else "numpy"
+        # else: saved before it had a backend; built on the host again, it
+        # moves to the library of its first data, as the saved model would.
     spec = config["model"]
     model = Sequential(
         parts["layers"], backend=backend, device=device, dtype=spec["dtype"], seed=spec["seed"],

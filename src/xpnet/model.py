@@ -9,6 +9,12 @@ with ``from_logits=False`` is *fused*: in training the output layer stops at
 the logits and the loss is computed from them (softplus / log-sum-exp form),
 so its gradient is the exact ``(p - y) / N`` and a saturated output still
 learns. ``predict`` applies the activation as usual.
+
+A model whose input size is known (``Dense(4, input_dim=3)``,
+``input_shape=(3,)`` or a leading ``Input(shape=(3,))``) builds at
+construction. Without a backend chosen (no ``backend=``, no default), its
+weights are drawn and kept on the host, and move once to the library of the
+first data it sees, so the seed gives the same weights wherever it trains.
 """
 
 from __future__ import annotations
@@ -20,31 +26,35 @@ from typing import Any
 from xpnet import _saving
 from xpnet._backend import (
     Backend,
-    asarray,
     backend_of,
     default_backend,
     float_dtype,
     get_backend,
     host_rng,
     is_host_data,
-    to_numpy,
 )
+from xpnet._backend.devices import list_devices
 from xpnet._trainer import Trainer
 from xpnet._training import Step
 from xpnet._typing import Array
 from xpnet._validation import check_choice
-from xpnet.layers import Layer
+from xpnet._weights import Weights
+from xpnet.layers import Input, Layer
+from xpnet.layers import get as get_layer
 from xpnet.layers import serialize as serialize_layer
 
 __all__ = ["Sequential", "Step"]
 
 
-class Sequential(Trainer):
+class Sequential(Trainer, Weights):
     """A linear stack of layers.
 
     Parameters
     ----------
     layers : iterable of Layer, optional
+        May start with :class:`~xpnet.layers.Input`; when the input size is
+        known (``Input``, or ``input_dim`` / ``input_shape`` on the first
+        layer) the model builds at construction.
     backend : str, optional
         ``"numpy"``, ``"cupy"``, ``"torch"``, ``"jax"`` or
         ``"array_api_strict"``. When None: the default set by
@@ -68,6 +78,8 @@ class Sequential(Trainer):
     >>> history = model.fit(x, x**2, epochs=3, batch_size=8, verbose=0)
     >>> len(history.history["loss"])
     3
+    >>> xn.Sequential([xn.layers.Input(shape=(3,)), xn.layers.Dense(2)]).count_params()
+    8
     """
 
     def __init__(
@@ -90,6 +102,7 @@ class Sequential(Trainer):
         self._backend_arg = backend
         self._device_arg = device
         self._placement: Backend | None = None
+        self._input_dim: int | None = None  # from a leading Input
         self.loss = None
         self.optimizer = None
         self._metric_names: list[str] = []
@@ -102,11 +115,26 @@ class Sequential(Trainer):
     # ------------------------------------------------------------ structure
 
     def add(self, layer: Layer) -> None:
-        """Append `layer`; it gets a unique name if it has none."""
+        """Append `layer`; it gets a unique name if it has none.
+
+        An :class:`~xpnet.layers.Input` may only come first. Once the input
+        size is known the model is built, and each added layer is built at
+        once (existing weights are kept).
+        """
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential.add expects a Layer, got {type(layer).__name__}")
-        if self.built:
-            raise ValueError("cannot add layers to a model that is already built")
+        if isinstance(layer, Input):
+            if self.layers or self._input_dim is not None:
+                raise ValueError("an Input must come first in a Sequential, and only once")
+            self._input_dim = layer.input_dim
+            return
+        first = not self.layers
+        if first and layer.input_dim not in (None, self._input_dim or layer.input_dim):
+            raise ValueError(
+                f"layer {layer.name or layer.default_name!r} has input_dim={layer.input_dim} "
+                f"but the model's Input has shape ({self._input_dim},)"
+            )
+        was_built = self.built
         if layer.name is None:
             base = layer.default_name
             taken = {existing.name for existing in self.layers}
@@ -116,6 +144,11 @@ class Sequential(Trainer):
                 name = f"{base}_{i}"
             layer.name = name
         self.layers.append(layer)
+        self.__dict__.pop("_keys", None)
+        if was_built:
+            self._build_layers(self.layers[0].input_shape, self.__dict__.get("_build_rng"))
+        elif first and self._declared_input_dim() is not None:
+            self.build()
 
     @property
     def built(self) -> bool:
@@ -124,7 +157,7 @@ class Sequential(Trainer):
     @property
     def placement(self) -> Backend | None:
         """Where the parameters live (library and device); None until the
-        model is built or has seen data."""
+        model has a backend (its argument, the default, or its first data)."""
         return self._placement
 
     @property
@@ -136,7 +169,10 @@ class Sequential(Trainer):
         return None if self._placement is None else self._placement.device
 
     def _place(self, data: Any = None) -> Backend:
-        """Explicit argument, then the global default, then the data's library."""
+        """Explicit argument, then the global default, then the data's library.
+
+        Weights built on the host before the placement was known move there now.
+        """
         if self._placement is None:
             if self._backend_arg is not None:
                 found = get_backend(self._backend_arg, self._device_arg)
@@ -148,30 +184,64 @@ class Sequential(Trainer):
                     found = get_backend(found.name, self._device_arg)
             else:
                 found = get_backend("numpy", self._device_arg)
-            self._dtype = float_dtype(found.xp, self.dtype)
-            self._placement = found
+            dtype = float_dtype(found.xp, self.dtype)
+            self._move(self.get_weights(), found, dtype)
+            self._dtype, self._placement = dtype, found
         return self._placement
 
+    def _storage(self) -> tuple[Backend, Any]:
+        """Where weights are made: the placement, or the host until there is one."""
+        if self._placement is not None:
+            return self._placement, self._dtype
+        host = get_backend("numpy")
+        # NumPy has no bfloat16: hold float32 (exactly what the draw is cast
+        # through on its way to a bfloat16 device anyway).
+        return host, float_dtype(host.xp, "float32" if self.dtype == "bfloat16" else self.dtype)
+
+    def _declared_input_dim(self) -> int | None:
+        if self._input_dim is not None:
+            return self._input_dim
+        return self.layers[0].input_dim if self.layers else None
+
     def build(self, input_dim: int | None = None) -> Sequential:
-        """Create every layer's parameters for inputs with `input_dim` features
-        (or the first layer's ``input_dim``)."""
+        """Create every layer's weights for inputs with `input_dim` features
+        (or the size given by an ``Input`` / the first layer's ``input_dim``).
+
+        With a backend chosen (``backend=`` or a default) the weights are made
+        there; otherwise on the host, to move to the first data's library.
+        Building a built model only checks `input_dim`.
+        """
         if not self.layers:
             raise ValueError("the model has no layers; add some first")
+        declared = self._declared_input_dim()
         if input_dim is None:
-            input_dim = self.layers[0].input_dim
+            input_dim = declared if not self.built else self.input_dim
         if input_dim is None:
             raise ValueError(
                 "cannot build without the number of input features: pass "
-                "build(input_dim) or give the first layer input_dim=..."
+                "build(input_dim), start with Input(shape=(n,)) or give the first "
+                "layer input_dim=..."
             )
-        placement = self._place()
-        rng = host_rng(self.seed)
-        shape: tuple[int | None, ...] = (None, int(input_dim))
+        if isinstance(input_dim, bool) or not isinstance(input_dim, int) or input_dim < 1:
+            raise ValueError(f"input_dim must be a positive int, got {input_dim!r}")
+        known = self.input_dim if self.built else declared
+        if known is not None and input_dim != known:
+            raise ValueError(f"the model takes inputs with {known} features, not {input_dim}")
+        if not self.built:
+            if self._backend_arg is not None or default_backend() is not None:
+                self._place()
+            self._build_rng = host_rng(self.seed)
+            self._build_layers((None, input_dim), self._build_rng)
+        return self
+
+    def _build_layers(self, shape: tuple[int | None, ...], rng: Any) -> None:
+        """Build the unbuilt layers, drawing from `rng` in layer order."""
+        placement, dtype = self._storage()
+        rng = host_rng(self.seed) if rng is None else rng
         for layer in self.layers:
             if not layer.built:
-                layer.build(shape, placement=placement, dtype=self._dtype, rng=rng)
+                layer.build(shape, placement=placement, dtype=dtype, rng=rng)
             shape = layer.compute_output_shape(shape)
-        return self
 
     @property
     def input_dim(self) -> int | None:
@@ -196,7 +266,9 @@ class Sequential(Trainer):
         closures in reverse: each stores its parameter gradients in
         ``layer.grads``; the gradient w.r.t. `x` is returned when `need_dx`.
         With ``logits=True`` the output layer stops before its sigmoid /
-        softmax (the fused path). A backward may overwrite `grad`.
+        softmax (the fused path). A backward may overwrite `grad`. With
+        ``training=True``, BatchNormalization layers update their moving
+        statistics.
         """
         out, backs = x, []
         last = len(self.layers) - 1
@@ -214,13 +286,21 @@ class Sequential(Trainer):
     def compute_gradients(
         self, x: Array, y: Array, sample_weight: Array | None = None, *, training: bool = True
     ) -> Step:
-        """The batch loss and the gradient of every parameter, for arrays
-        already on the model's device (as ``fit`` prepares them; raw data
-        goes through :meth:`train_on_batch`). Nothing is updated."""
+        """The batch loss (with the regularization penalty) and the gradient
+        of every parameter, for arrays already on the model's device (as
+        ``fit`` prepares them; raw data goes through :meth:`train_on_batch`).
+        No parameter is updated (in training, BatchNormalization's moving
+        statistics are, as in Keras)."""
         fused = self.fused
         out, backward = self.forward(x, training=training, logits=fused)
         loss, grad = self.loss.compute(y, out, sample_weight, logits=fused)
         backward(grad)
+        for layer in self.layers:
+            if layer.regularizers:
+                penalty = layer.regularization_loss()
+                if penalty is not None:
+                    loss = loss + penalty
+                    layer.add_regularization_gradients()
         grads = {key: layer.grads[name] for layer, name, key in self._parameter_keys()}
         return Step(loss, out, grads)
 
@@ -241,47 +321,12 @@ class Sequential(Trainer):
 
     # ------------------------------------------------------------ weights
 
-    def _parameter_keys(self) -> list[tuple[Layer, str, str]]:
-        """``(layer, name, "layer/name")`` per parameter; fixed once built."""
-        keys = self.__dict__.get("_keys")
-        if keys is None:
-            keys = [
-                (layer, name, f"{layer.name}/{name}")
-                for layer in self.layers
-                for name in layer.params
-            ]
-            if self.built:
-                self._keys = keys
-        return keys
-
-    def get_weights(self) -> list[Any]:
-        """NumPy copies of every parameter, in layer order (Dense: kernel, bias)."""
-        return [to_numpy(layer.params[name]).copy() for layer, name, _ in self._parameter_keys()]
-
-    def set_weights(self, weights: Iterable[Any]) -> None:
-        """Load arrays shaped like :meth:`get_weights`; checks all before changing any."""
-        weights = list(weights)
-        slots = self._parameter_keys()
-        if len(weights) != len(slots):
-            raise ValueError(f"expected {len(slots)} weight arrays, got {len(weights)}")
-        moved = []
-        for (layer, name, key), w in zip(slots, weights, strict=True):
-            host = to_numpy(w)
-            expected = tuple(layer.params[name].shape)
-            if tuple(host.shape) != expected:
-                raise ValueError(f"weight {key} has shape {expected}, got {tuple(host.shape)}")
-            moved.append(asarray(host, self._placement, self._dtype, copy=True))
-        for (layer, name, _), value in zip(slots, moved, strict=True):
-            layer.params[name] = value
-
     def to(self, backend: str, device: Any = None) -> Sequential:
-        """Move parameters and optimizer state to `backend` / `device`
+        """Move weights and optimizer state to `backend` / `device`
         (through the host, explicitly) and train there from now on."""
         new = get_backend(backend, device)
         dtype = float_dtype(new.xp, self.dtype)
-        for layer, name, _ in self._parameter_keys():
-            layer.params[name] = asarray(to_numpy(layer.params[name]), new, dtype, copy=True)
-            layer.grads.clear()
+        self._move(self.get_weights(), new, dtype)
         if self.optimizer is not None:
             self.optimizer.set_state(self.optimizer.get_state(), new, self.dtype)
         self._placement, self._dtype = new, dtype
@@ -290,40 +335,27 @@ class Sequential(Trainer):
 
     # ------------------------------------------------------------ reporting
 
-    def count_params(self) -> int:
-        return sum(layer.count_params() for layer in self.layers)
-
-    def summary(self, print_fn=print) -> None:
-        """Print each layer's type, output shape and parameter count."""
-        if not self.built:
-            raise ValueError(
-                "the model is not built yet: call build(input_dim), or fit/predict on data"
-            )
-        rows = [("Layer (type)", "Output Shape", "Param #")]
-        shape = self.layers[0].input_shape
-        for layer in self.layers:
-            shape = layer.compute_output_shape(shape)
-            rows.append(
-                (f"{layer.name} ({type(layer).__name__})", str(shape), f"{layer.count_params():,}")
-            )
-        widths = [max(len(r[i]) for r in rows) + 2 for i in range(3)]
-        line = "=" * sum(widths)
-        lines = [f'Model: "{self.name}"  [{self.backend}, {self.dtype}]', line]
-        for i, row in enumerate(rows):
-            lines.append("".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
-            lines.append(line if i == 0 else "-" * sum(widths))
-        lines[-1] = line
-        lines.append(f"Total params: {self.count_params():,}")
-        print_fn("\n".join(lines))
-
     def get_config(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "dtype": self.dtype,
             "seed": self.seed,
-            "input_dim": self.input_dim,
+            "input_dim": self.input_dim if self.built else self._declared_input_dim(),
             "layers": [serialize_layer(layer) for layer in self.layers],
         }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Sequential:
+        """A new, untrained model from :meth:`get_config` output (built at
+        once when the config knows the input size)."""
+        dim = config.get("input_dim")
+        stack = [get_layer(item) for item in config["layers"]]
+        return cls(
+            [Input(shape=(dim,)), *stack] if dim is not None else stack,
+            dtype=config.get("dtype", "float32"),
+            seed=config.get("seed", 0),
+            name=config.get("name", "sequential"),
+        )
 
     def save(self, path: str) -> None:
         """Write the model to `path` atomically (JSON config + raw arrays, no pickle)."""
@@ -335,7 +367,10 @@ class Sequential(Trainer):
         state = self.__dict__.copy()
         state.pop("_keys", None)  # refers to the live layers; rebuilt on demand
         if self._placement is not None:
-            state["_placement"] = (self._placement.name, str(self._placement.device))
+            token = _device_token(self._placement)
+            state["_placement"] = (self._placement.name, token)
+            if self._device_arg is not None:  # device objects may not pickle (JAX's)
+                state["_device_arg"] = token
             state.pop("_dtype", None)
             state["_host_weights"] = self.get_weights()
             state["layers"] = [_host_layer(layer) for layer in self.layers]
@@ -353,23 +388,32 @@ class Sequential(Trainer):
         if isinstance(self._placement, tuple):
             name, device = self._placement
             try:
-                found = get_backend(name, None if name == "numpy" else device)
+                found = get_backend(name, device)
             except (ImportError, RuntimeError, ValueError):  # not available here
                 found = get_backend("numpy")
             self._placement, self._dtype = found, float_dtype(found.xp, self.dtype)
-            for (layer, pname, _), w in zip(self._parameter_keys(), weights, strict=True):
-                layer.params[pname] = asarray(w, found, self._dtype, copy=True)
+            self._move(weights, found, self._dtype)
             if opt_state is not None:
                 self.optimizer.set_state(opt_state, found, self.dtype)
 
     def __repr__(self) -> str:
-        where = "unbuilt" if self._placement is None else self.backend
+        where = self.backend or ("host" if self.built else "unbuilt")
         return f"Sequential({len(self.layers)} layers, {where}, {self.dtype})"
+
+
+def _device_token(placement: Backend) -> str | None:
+    """The name :func:`get_backend` resolves to `placement`'s device (device
+    objects do not all pickle); None, the library's default, if none does."""
+    for token in list_devices(placement.name):
+        if get_backend(placement.name, token).device == placement.device:
+            return token
+    return None
 
 
 def _host_layer(layer: Layer) -> Layer:
     """A shallow copy of `layer` without device arrays (for pickling)."""
     clone = copy.copy(layer)
     clone.params = dict.fromkeys(layer.params)
+    clone.buffers = dict.fromkeys(layer.buffers)
     clone.grads = {}
     return clone

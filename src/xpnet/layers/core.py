@@ -1,135 +1,23 @@
-"""Layers: each forward returns its output and the backward that undoes it.
-
-``y, backward = layer.forward(x, training=True)``; later
-``dx = backward(dy)`` stores the parameter gradients in ``layer.grads`` and
-returns the gradient w.r.t. the input. The closure keeps what the chain rule
-needs (the input, the pre-activation), so layers hold no hidden caches and a
-model just replays the closures in reverse.
-
-Parameters live in ``layer.params`` (an ordered dict of arrays on the
-model's device); optimizers update them there.
-
-To save memory, a backward may overwrite the gradient array it is given
-(the model always passes a fresh one), and ``layer.grads`` buffers are
-reused from step to step and may be consumed by the optimizer.
-"""
+"""Dense, the activation layers, PReLU and Dropout."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from xpnet import _config
 from xpnet import activations as _activations
 from xpnet import functional as F
 from xpnet import initializers as _initializers
-from xpnet._backend import (
-    Backend,
-    affine,
-    asarray,
-    backend_of,
-    host_rng,
-    matmul,
-    reduce_sum,
+from xpnet import regularizers as _regularizers
+from xpnet._backend import affine, asarray, backend_of, host_rng, matmul, reduce_sum
+from xpnet._typing import Array
+from xpnet.layers._base import (
+    Layer,
+    identity_backward,
+    regularizer_config,
+    set_regularizers,
 )
-from xpnet._typing import Array, DType
 
-__all__ = [
-    "ELU",
-    "Activation",
-    "Dense",
-    "Dropout",
-    "Layer",
-    "LeakyReLU",
-    "PReLU",
-    "ReLU",
-    "Sigmoid",
-    "Softmax",
-    "Softplus",
-    "Tanh",
-    "from_config",
-    "get",
-    "serialize",
-]
-
-Backward = Callable[..., Array]
-
-
-def _identity_backward(dy: Array, need_dx: bool = True) -> Array:
-    return dy
-
-
-class Layer(_config.Configurable):
-    """Base class of all layers.
-
-    Parameters
-    ----------
-    name : str, optional
-        Set by the model (``dense``, ``dense_1``, ...) when omitted.
-    input_dim : int, optional
-        Number of input features; lets the model build before seeing data.
-    """
-
-    def __init__(self, *, name: str | None = None, input_dim: int | None = None) -> None:
-        if input_dim is not None and (not isinstance(input_dim, int) or input_dim < 1):
-            raise ValueError(f"input_dim must be a positive int, got {input_dim!r}")
-        self.name = name
-        self.input_dim = input_dim
-        self.params: dict[str, Array] = {}
-        self.grads: dict[str, Array] = {}
-        self.built = False
-        self.input_shape: tuple[int | None, ...] | None = None
-
-    # -- building ----------------------------------------------------------
-
-    def build(
-        self, input_shape: tuple[int | None, ...], *, placement: Backend, dtype: DType, rng: Any
-    ) -> None:
-        """Create the parameters for inputs of `input_shape` ``(None, features)``."""
-        self.input_shape = tuple(input_shape)
-        self.built = True
-
-    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
-        return tuple(input_shape)
-
-    # -- computing ---------------------------------------------------------
-
-    def forward(
-        self, x: Array, *, training: bool = False, logits: bool = False
-    ) -> tuple[Array, Backward]:
-        """Return ``(y, backward)``. With ``logits=True`` an output layer
-        stops before its sigmoid/softmax (the model fuses it into the loss)."""
-        raise NotImplementedError
-
-    def __call__(self, x: Array, *, training: bool = False) -> Array:
-        return self.forward(x, training=training)[0]
-
-    @property
-    def output_activation(self) -> str | None:
-        """Name of the activation this layer ends with, if any."""
-        return None
-
-    @property
-    def default_name(self) -> str:
-        """The name a model gives this layer (plus ``_1``, ``_2``, ... if taken)."""
-        return type(self).__name__.lower()
-
-    # -- bookkeeping -------------------------------------------------------
-
-    def count_params(self) -> int:
-        total = 0
-        for p in self.params.values():
-            n = 1
-            for s in p.shape:
-                n *= int(s)
-            total += n
-        return total
-
-    def get_config(self) -> dict[str, Any]:
-        config: dict[str, Any] = {"name": self.name}
-        if self.input_dim is not None:
-            config["input_dim"] = self.input_dim
-        return config
+Regularizer = str | dict[str, Any] | _regularizers.Regularizer | None
 
 
 class Dense(Layer):
@@ -145,6 +33,11 @@ class Dense(Layer):
     use_bias : bool
     kernel_initializer, bias_initializer : str or Initializer
     input_dim : int, optional
+    kernel_regularizer, bias_regularizer : str, dict or Regularizer, optional
+        A penalty on the weight added to the loss (``"l2"``,
+        ``xn.regularizers.L2(1e-4)``); see :mod:`xpnet.regularizers`.
+    **kwargs
+        ``name``, ``input_shape``: as for every :class:`Layer`.
     """
 
     def __init__(
@@ -155,17 +48,19 @@ class Dense(Layer):
         kernel_initializer: str | _initializers.Initializer = "glorot_uniform",
         bias_initializer: str | _initializers.Initializer = "zeros",
         input_dim: int | None = None,
-        *,
-        name: str | None = None,
+        kernel_regularizer: Regularizer = None,
+        bias_regularizer: Regularizer = None,
+        **kwargs: Any,
     ) -> None:
         if not isinstance(units, int) or isinstance(units, bool) or units < 1:
             raise ValueError(f"Dense units must be a positive int, got {units!r}")
-        super().__init__(name=name, input_dim=input_dim)
+        super().__init__(input_dim=input_dim, **kwargs)
         self.units = units
         self.activation = _activations.get(activation)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = _initializers.get(kernel_initializer)
         self.bias_initializer = _initializers.get(bias_initializer)
+        set_regularizers(self, kernel=kernel_regularizer, bias=bias_regularizer)
 
     def build(self, input_shape, *, placement, dtype, rng):
         fan_in = int(input_shape[-1])
@@ -188,6 +83,14 @@ class Dense(Layer):
     @property
     def bias(self) -> Array | None:
         return self.params.get("bias")
+
+    @property
+    def kernel_regularizer(self) -> _regularizers.Regularizer | None:
+        return self.regularizers.get("kernel")
+
+    @property
+    def bias_regularizer(self) -> _regularizers.Regularizer | None:
+        return self.regularizers.get("bias")
 
     @property
     def output_activation(self):
@@ -213,7 +116,7 @@ class Dense(Layer):
         return a, backward
 
     def get_config(self):
-        return {
+        config = {
             **super().get_config(),
             "units": self.units,
             "activation": _activations.serialize(self.activation),
@@ -221,6 +124,9 @@ class Dense(Layer):
             "kernel_initializer": _initializers.serialize(self.kernel_initializer),
             "bias_initializer": _initializers.serialize(self.bias_initializer),
         }
+        # Only set penalties are written, so files without them stay as before.
+        extra = regularizer_config(self, "kernel", "bias")
+        return {**config, **{k: v for k, v in extra.items() if v is not None}}
 
 
 class Activation(Layer):
@@ -237,9 +143,10 @@ class Activation(Layer):
         *,
         name: str | None = None,
         input_dim: int | None = None,
+        input_shape: tuple[int] | None = None,
         **params: Any,
     ) -> None:
-        super().__init__(name=name, input_dim=input_dim)
+        super().__init__(name=name, input_dim=input_dim, input_shape=input_shape)
         self.activation = _activations.get(activation, **params)
 
     @property
@@ -248,7 +155,7 @@ class Activation(Layer):
 
     def forward(self, x, *, training=False, logits=False):
         if logits:
-            return x, _identity_backward
+            return x, identity_backward
         act = self.activation
         y = act.forward(x)
 
@@ -270,8 +177,8 @@ class _BoundActivation(Activation):
     def default_name(self) -> str:
         return self._activation
 
-    def __init__(self, *, name: str | None = None, input_dim: int | None = None, **params):
-        super().__init__(self._activation, name=name, input_dim=input_dim, **params)
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(self._activation, **kwargs)
 
     def get_config(self):
         return {**Layer.get_config(self), **self.activation.get_config()}
@@ -288,8 +195,8 @@ class LeakyReLU(_BoundActivation):
 
     _activation = "leaky_relu"
 
-    def __init__(self, alpha: float = 0.01, *, name=None, input_dim=None):
-        super().__init__(alpha=alpha, name=name, input_dim=input_dim)
+    def __init__(self, alpha: float = 0.01, **kwargs: Any) -> None:
+        super().__init__(alpha=alpha, **kwargs)
 
 
 class ELU(_BoundActivation):
@@ -297,8 +204,8 @@ class ELU(_BoundActivation):
 
     _activation = "elu"
 
-    def __init__(self, alpha: float = 1.0, *, name=None, input_dim=None):
-        super().__init__(alpha=alpha, name=name, input_dim=input_dim)
+    def __init__(self, alpha: float = 1.0, **kwargs: Any) -> None:
+        super().__init__(alpha=alpha, **kwargs)
 
 
 class Sigmoid(_BoundActivation):
@@ -324,8 +231,8 @@ class Softmax(_BoundActivation):
 
     _activation = "softmax"
 
-    def __init__(self, axis: int = -1, *, name=None, input_dim=None):
-        super().__init__(axis=axis, name=name, input_dim=input_dim)
+    def __init__(self, axis: int = -1, **kwargs: Any) -> None:
+        super().__init__(axis=axis, **kwargs)
 
 
 class PReLU(Layer):
@@ -335,17 +242,18 @@ class PReLU(Layer):
     ----------
     alpha_initializer : str or Initializer
         Keras's default, zeros, starts as a plain ReLU.
+    alpha_regularizer : str, dict or Regularizer, optional
     """
 
     def __init__(
         self,
         alpha_initializer: str | _initializers.Initializer = "zeros",
-        *,
-        name: str | None = None,
-        input_dim: int | None = None,
+        alpha_regularizer: Regularizer = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(name=name, input_dim=input_dim)
+        super().__init__(**kwargs)
         self.alpha_initializer = _initializers.get(alpha_initializer)
+        set_regularizers(self, alpha=alpha_regularizer)
 
     def build(self, input_shape, *, placement, dtype, rng):
         shape = (int(input_shape[-1]),)
@@ -363,10 +271,12 @@ class PReLU(Layer):
         return y, backward
 
     def get_config(self):
-        return {
+        config = {
             **super().get_config(),
             "alpha_initializer": _initializers.serialize(self.alpha_initializer),
         }
+        extra = regularizer_config(self, "alpha")
+        return {**config, **{k: v for k, v in extra.items() if v is not None}}
 
 
 class Dropout(Layer):
@@ -378,17 +288,10 @@ class Dropout(Layer):
     masks on every backend.
     """
 
-    def __init__(
-        self,
-        rate: float,
-        seed: int | None = None,
-        *,
-        name: str | None = None,
-        input_dim: int | None = None,
-    ) -> None:
+    def __init__(self, rate: float, seed: int | None = None, **kwargs: Any) -> None:
         if not 0.0 <= rate < 1.0:
             raise ValueError(f"Dropout rate must be in [0, 1), got {rate!r}")
-        super().__init__(name=name, input_dim=input_dim)
+        super().__init__(**kwargs)
         self.rate = float(rate)
         self.seed = seed
         self._rng = host_rng(seed)
@@ -400,7 +303,7 @@ class Dropout(Layer):
 
     def forward(self, x, *, training=False, logits=False):
         if not training or self.rate == 0.0:
-            return x, _identity_backward
+            return x, identity_backward
         keep = self._rng.random(tuple(x.shape)) >= self.rate
         mask = asarray(keep * (1.0 / (1.0 - self.rate)), backend_of(x), x.dtype)
 
@@ -411,26 +314,3 @@ class Dropout(Layer):
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}
-
-
-_ACTIVATION_LAYERS = (ReLU, LeakyReLU, ELU, Sigmoid, Tanh, Softplus, Softmax)
-_LAYERS = (Dense, Activation, PReLU, Dropout, *_ACTIVATION_LAYERS)
-_REGISTRY = _config.Registry("layer", Layer, {cls.__name__: cls for cls in _LAYERS})
-
-
-def get(identifier: str | dict[str, Any] | Layer) -> Layer:
-    """Return a layer for a class name (any case: ``"relu"``), a config dict
-    ``{"class_name": "Dense", "config": {"units": 4}}``, or a :class:`Layer`.
-    A name makes the layer with its defaults: ``get("Dense")`` is an error
-    that asks for a config dict."""
-    return _REGISTRY.get(identifier)
-
-
-def from_config(class_name: str, config: dict[str, Any]) -> Layer:
-    """Rebuild a layer from its class name and ``get_config()`` output."""
-    return _REGISTRY.from_config(class_name, config)
-
-
-def serialize(layer: Layer) -> dict[str, Any]:
-    """``{"class_name": ..., "config": {...}}``, which :func:`get` turns back into `layer`."""
-    return _config.serialize(layer)
