@@ -192,3 +192,35 @@ def test_without_scikit_learn_xpnet_imports_and_models_names_the_extra():
 def test_unknown_attributes_are_still_attribute_errors():
     with pytest.raises(AttributeError, match="no attribute 'nosuch'"):
         xn.nosuch  # noqa: B018
+
+
+# ------------------------------------------------------------ first data
+
+
+@pytest.mark.parametrize("call", ["evaluate", "predict", "train_on_batch", "prepare"])
+def test_a_refused_first_call_leaves_a_host_built_model_unplaced(placement, call):
+    model = xn.Sequential(
+        [layers.Dense(4, activation="relu", input_dim=3), layers.Dense(2, activation="softmax")],
+        dtype="float64",
+    )
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="adam")
+    assert model.built and model.placement is None
+    before = model.get_weights()
+    bad = X.copy()
+    bad[3, 1] = np.nan
+    bad_x = _backend_asarray(bad, placement)
+    args = (bad_x,) if call == "predict" else (bad_x, Y)
+    with pytest.raises(ValueError, match="NaN"):
+        getattr(model, call)(*args)
+    assert model.placement is None
+    for a, b in zip(before, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # and the next, good call places it on the data's library as usual
+    model.predict(_backend_asarray(X, placement))
+    assert model.backend == placement.name
+
+
+def _backend_asarray(data, placement):
+    from xpnet import _backend
+
+    return _backend.asarray(data, placement, "float64")

@@ -16,11 +16,13 @@ from xpnet import (
     losses,
     metrics,
     optimizers,
+    regularizers,
     schedules,
 )
 from xpnet._backend import available_backends, backend, get_backend, set_backend, to_numpy
 from xpnet.gradcheck import gradcheck
 from xpnet.io import load_model
+from xpnet.layers import Input
 from xpnet.model import Sequential
 
 F = functional
@@ -44,6 +46,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "F",
+    "Input",
     "Sequential",
     "__version__",
     "activations",
@@ -59,6 +62,7 @@ __all__ = [
     "losses",
     "metrics",
     "optimizers",
+    "regularizers",
     "schedules",
     "set_backend",
     "to_numpy",

@@ -120,7 +120,8 @@ class Trainer:
         are what :meth:`train_step` and :meth:`compute_gradients` take.
         Builds the model on its first data."""
         self._require_compiled("prepare")
-        return self._prepare(x, y, sample_weight, class_weight)
+        with self._unplaced_on_error():
+            return self._prepare(x, y, sample_weight, class_weight)
 
     def _prepare(self, x, y, sample_weight=None, class_weight=None, suffix="") -> _training.Data:
         checks = _data.Checks(self._place(x).xp)
@@ -235,7 +236,7 @@ class Trainer:
         self._require_compiled("evaluate")
         _training.check_batch_size(batch_size)
         verbose = _training.check_verbose(verbose)
-        with quiet_float_errors():
+        with self._unplaced_on_error(), quiet_float_errors():
             data = self._prepare(x, y, sample_weight)
             return _training.evaluate_loop(
                 self._loss_sum_and_output, data, self._totals(), batch_size or PREDICT_CHUNK,
@@ -251,7 +252,7 @@ class Trainer:
         """
         _training.check_batch_size(batch_size)
         verbose = _training.check_verbose(verbose)
-        with quiet_float_errors():
+        with self._unplaced_on_error(), quiet_float_errors():
             checks = _data.Checks(self._place(x).xp)
             xs = self._features(x, checks)
             checks.raise_first()
@@ -289,9 +290,16 @@ class Trainer:
         model as it was (no per-call copy of the weights is needed).
         """
         self._require_compiled("train_on_batch")
-        with quiet_float_errors():
+        with self._unplaced_on_error(), quiet_float_errors():
             data = self._prepare(x, y, sample_weight, class_weight)
             return float(to_numpy(self.train_step(data.x, data.y, data.sample_weight).loss))
+
+    def _unplaced_on_error(self) -> contextlib.AbstractContextManager[None]:
+        """On a model not yet tied to a library, the first data chooses one
+        and moves the weights there; if the call then fails (bad data), undo
+        that, so a refused call changes nothing. A placed model has nothing
+        to undo, and pays nothing."""
+        return self._rollback() if self._placement is None else contextlib.nullcontext()
 
     @contextlib.contextmanager
     def _rollback(self) -> Iterator[None]:
