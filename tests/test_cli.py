@@ -38,7 +38,14 @@ def test_demo_on_every_backend(placement, capsys):
     assert f"backend: {placement.name}" in capsys.readouterr().out
 
 
-def test_demo_shows_a_progress_bar(capsys):
+def test_demo_reports_each_epoch(capsys, monkeypatch):
+    # captured output is not a terminal: one line per epoch, on stdout
+    assert cli.main(["demo", "--epochs", "2", "--plot", ""]) == 0
+    assert "Epoch 2/2 - " in capsys.readouterr().out
+    # on a terminal: a progress bar, on stderr
+    from xpnet import _training
+
+    monkeypatch.setattr(_training, "interactive", lambda stream: True)
     assert cli.main(["demo", "--epochs", "2", "--plot", ""]) == 0
     assert "Epoch 2/2" in capsys.readouterr().err
 
@@ -136,3 +143,67 @@ def test_python_dash_m_and_bad_arguments():
         [sys.executable, "-m", "xpnet", "demo", "--epochs", "0"], capture_output=True, text=True
     )
     assert done.returncode == 2 and "must be >= 1" in done.stderr
+
+
+# ---------------------------------------------------------------- export
+
+
+def needs_onnx():
+    for name in ("ndonnx", "onnx", "onnxruntime"):
+        if importlib.util.find_spec(name) is None:
+            pytest.skip(f'{name} is not installed: pip install "xpnet[onnx]" onnxruntime')
+
+
+@pytest.fixture
+def saved_model(tmp_path):
+    import numpy as np
+
+    import xpnet as xn
+
+    model = xn.Sequential([xn.layers.Dense(8, activation="relu", input_dim=4),
+                           xn.layers.Dense(3, activation="softmax")], seed=0)  # fmt: skip
+    model.build()
+    path = tmp_path / "model.xpnet"
+    model.save(path)
+    return path, model, np.random.default_rng(0).normal(size=(5, 4)).astype("float32")
+
+
+def test_export_writes_an_onnx_file_that_runs(saved_model, tmp_path, capsys):
+    needs_onnx()
+    import numpy as np
+    import onnxruntime
+
+    import xpnet as xn
+
+    path, model, x = saved_model
+    out = tmp_path / "model.onnx"
+    assert cli.main(["export", str(path), str(out)]) == 0
+    assert f"wrote {out}: input 'x' of shape (N, 4), float32" in capsys.readouterr().out
+    (y,) = onnxruntime.InferenceSession(str(out)).run(None, {"x": x})
+    np.testing.assert_allclose(y, xn.to_numpy(model.predict(x)), rtol=1e-6, atol=1e-6)
+
+
+def test_export_errors_are_one_line_and_exit_2(saved_model, tmp_path, capsys):
+    needs_onnx()
+    path, _, _ = saved_model
+    not_a_model = tmp_path / "notes.txt"
+    not_a_model.write_text("hello")
+    cases = [
+        ([str(tmp_path / "missing.xpnet"), "out.onnx"], "No such file or directory"),
+        ([str(tmp_path), "out.onnx"], "cannot read"),
+        ([str(not_a_model), "out.onnx"], "is not an xpnet model file"),
+        ([str(path), str(tmp_path / "no" / "such" / "dir.onnx")], "cannot write"),
+    ]
+    for args, message in cases:
+        assert cli.main(["export", *args]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("xpnet: error: ") and message in err, err
+        assert err.count("\n") == 1 and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.xpnet", "notes.txt"]
+
+
+def test_export_without_ndonnx_names_the_extra(saved_model, tmp_path, capsys, monkeypatch):
+    path, _, _ = saved_model
+    monkeypatch.setitem(sys.modules, "ndonnx", None)
+    assert cli.main(["export", str(path), str(tmp_path / "m.onnx")]) == 2
+    assert 'pip install "xpnet[onnx]"' in capsys.readouterr().err

@@ -20,7 +20,7 @@ import secrets
 import zipfile
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import Any, BinaryIO
 
 from xpnet import _io_checks as _checks
 from xpnet._backend import read_npy, write_npy
@@ -136,11 +136,21 @@ def _read_weights(path: str, expected: dict[str, _checks.Shape]) -> list[Any]:
 
 def _write_atomically(path: str, write: Callable[[zipfile.ZipFile], None]) -> None:
     """Let `write` fill a new uncompressed zip, then rename it over `path`."""
+
+    def write_zip(raw: BinaryIO) -> None:
+        with zipfile.ZipFile(raw, "w", zipfile.ZIP_STORED) as archive:
+            write(archive)
+
+    write_atomically(path, write_zip)
+
+
+def write_atomically(path: str, write: Callable[[BinaryIO], None]) -> None:
+    """Let `write` fill a new file beside `path`, then rename it over `path`:
+    a crash or an error leaves any previous file whole, and no partial one."""
     fd, tmp = _create_temporary(os.path.dirname(os.path.abspath(path)))
     try:
         with os.fdopen(fd, "wb") as raw:
-            with zipfile.ZipFile(raw, "w", zipfile.ZIP_STORED) as archive:
-                write(archive)
+            write(raw)
             raw.flush()
             os.fsync(raw.fileno())
         os.replace(tmp, path)

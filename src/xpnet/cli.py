@@ -1,4 +1,4 @@
-"""The ``xpnet`` command: ``demo``, ``info`` and ``bench``.
+"""The ``xpnet`` command: ``demo``, ``info``, ``bench`` and ``export``.
 
 Errors a user can cause (an unknown backend, one that is not installed, a
 GPU that is not there) are one line on stderr and exit status 2.
@@ -197,6 +197,29 @@ def _bench_backends(args: argparse.Namespace) -> list[str]:
     return usable
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    try:
+        # NumPy holds any saved model's weights: no other library is needed
+        model = xn.load_model(args.model, backend="numpy")
+    except OSError as exc:
+        raise UsageError(f"cannot read {args.model!r}: {exc.strerror or exc}") from None
+    except (ValueError, TypeError) as exc:  # not a model file, or a damaged one
+        raise UsageError(str(exc)) from None
+    try:
+        model.export(args.output, format=args.format)
+    except ImportError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"cannot write {args.output!r}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise UsageError(f"cannot export {args.model!r}: {exc}") from None
+    print(
+        f"wrote {args.output}: input 'x' of shape (N, {model.input_dim}), {model.dtype}; "
+        f"output 'y' of shape (N, {model.output_dim})"
+    )
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -243,6 +266,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--no-references", action="store_true", help="skip PyTorch/NumPy/sklearn")
     bench.add_argument("--json", default=None, help="also write the records to this file")
     bench.set_defaults(run=cmd_bench)
+
+    export = sub.add_parser(
+        "export", help="write a saved model as an ONNX file (for ONNX Runtime and friends)"
+    )
+    export.add_argument("model", help="a model file written by model.save, e.g. model.xpnet")
+    export.add_argument("output", help="the file to write, e.g. model.onnx")
+    export.add_argument("--format", choices=["onnx"], default="onnx")
+    export.set_defaults(run=cmd_export)
     return parser
 
 

@@ -28,6 +28,7 @@ One module per job; this file only re-exports them:
 * ``fastpaths``  -- fused / in-place per-step operations, one class per library
 * ``files``      -- ``.npy`` read and write, never pickle
 * ``rng``        -- the host random generator
+* ``tracing``    -- ndonnx's recording arrays, for the ONNX export (loaded on use)
 """
 
 from __future__ import annotations
