@@ -13,9 +13,10 @@ import xpnet as xn
 
 SRC = pathlib.Path(xn.__file__).parent
 MODULES = sorted(SRC.rglob("*.py"))
-# Sequential is one class written in two modules, as Keras 3 writes its
-# Model over a Trainer: the layer stack and step, and compile/fit/predict.
-MODEL_MODULES = {"model.py", "_trainer.py"}
+# Sequential is one class written in three modules, as Keras 3 writes its
+# Model over a Trainer: the layer stack and step, compile/fit/predict, and
+# the weights (get/set, files, penalties, summary).
+MODEL_MODULES = {"model.py", "_trainer.py", "_weights.py"}
 MAX_LINES = 450
 
 
