@@ -181,3 +181,15 @@ def test_bad_callback_arguments():
         callbacks.EarlyStopping(mode="mx")
     with pytest.raises(TypeError, match="schedule must be callable"):
         callbacks.LearningRateScheduler(0.1)
+
+
+def test_model_checkpoint_names_a_path_it_cannot_fill_or_write(tmp_path):
+    model = regressor()
+    before = model.get_weights() if model.built else None
+    typo = callbacks.ModelCheckpoint(tmp_path / "m-{nope}.xpnet")
+    with pytest.raises(ValueError, match=r"cannot fill in filepath .*'nope'.*\['loss'\]"):
+        model.fit(X, Y, epochs=1, callbacks=[typo], verbose=0)
+    assert before is None and not model.built  # the failed fit changed nothing
+    nowhere = callbacks.ModelCheckpoint(tmp_path / "no" / "such" / "m.xpnet")
+    with pytest.raises(FileNotFoundError, match=r"cannot write .*m\.xpnet: the folder .* does not"):
+        model.fit(X, Y, epochs=1, callbacks=[nowhere], verbose=0)

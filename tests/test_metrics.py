@@ -204,3 +204,20 @@ def test_compile_refuses_an_unknown_metric_and_keeps_its_settings():
         model.compile(loss="mse", optimizer="adam", metrics=["precison"])
     assert model.get_compile_config()["metrics"] == ["mae"]
     assert model.get_compile_config()["optimizer"]["class_name"] == "SGD"
+
+
+def test_a_fused_softmax_is_thresholded_on_probabilities(placement):
+    y = np.digitize(X[:, 0] + X[:, 1], [-0.5, 0.5])
+    model = xn.Sequential(
+        [layers.Input(shape=(3,)), layers.Dense(3, activation="softmax")],
+        backend=placement.name, device=placement.device, dtype="float64", seed=3,
+    )  # fmt: skip
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="adam",
+                  metrics=["precision", "recall", "f1_score"])  # fmt: skip
+    assert model.fused
+    model.fit(X, y, epochs=2, verbose=0)
+    result = model.evaluate(X, y)
+    onehot, predicted = np.eye(3)[y], xn.to_numpy(model.predict(X)) > 0.5
+    for name, score in CONFUSION.items():
+        expected = score(onehot, predicted, average="micro", zero_division=0)
+        assert result[name] == pytest.approx(expected, rel=1e-12), name

@@ -147,7 +147,10 @@ def _write_atomically(path: str, write: Callable[[zipfile.ZipFile], None]) -> No
 def write_atomically(path: str, write: Callable[[BinaryIO], None]) -> None:
     """Let `write` fill a new file beside `path`, then rename it over `path`:
     a crash or an error leaves any previous file whole, and no partial one."""
-    fd, tmp = _create_temporary(os.path.dirname(os.path.abspath(path)))
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"cannot write {path}: the folder {folder} does not exist")
+    fd, tmp = _create_temporary(folder)
     try:
         with os.fdopen(fd, "wb") as raw:
             write(raw)

@@ -188,7 +188,13 @@ class ModelCheckpoint(Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        path = self.filepath.format(epoch=epoch + 1, **logs)
+        try:
+            path = self.filepath.format(epoch=epoch + 1, **logs)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"ModelCheckpoint cannot fill in filepath {self.filepath!r} ({exc!r}); it may "
+                f"use {{epoch}} and the epoch logs: {sorted(logs)}"
+            ) from exc
         if self.save_best_only:
             value = _monitored(logs, self.monitor, "ModelCheckpoint")
             if value is None:

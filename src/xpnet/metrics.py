@@ -134,8 +134,11 @@ class MeanSquaredError(Metric):
 class _Confusion(Metric):
     """Precision, recall and F1: micro-averaged counts of thresholded outputs.
 
-    An output counts as positive when its probability exceeds `threshold`
-    (when the outputs are logits, its logit exceeds ``logit(threshold)``).
+    An output counts as positive when its probability exceeds `threshold`.
+    A fused sigmoid or softmax output is turned into probabilities first;
+    the outputs of a ``from_logits=True`` loss are read as the logits of
+    independent sigmoids (a logit above ``logit(threshold)`` is positive),
+    also when there are several columns.
     For one output column the targets are the 0/1 labels; for several, each
     column is its own yes/no question, as Keras counts them: one-hot targets
     as they are, integer labels expanded to one-hot. The state is the counts
@@ -143,6 +146,7 @@ class _Confusion(Metric):
     """
 
     averaged = False
+    needs_probabilities = True  # a fused softmax's logits are not thresholded per column
 
     def __init__(self, threshold: float = 0.5) -> None:
         threshold = float(threshold)
@@ -246,7 +250,7 @@ class AUC(Metric):
 
     def update(self, state, y_true, y_pred, logits):
         xp = namespace(y_pred)
-        if logits:  # a from_logits loss without a fused output: the sigmoid here
+        if logits:  # a from_logits loss on a linear output: a sigmoid per column
             y_pred = 1.0 / (1.0 + xp.exp(-y_pred))
         scores = xp.reshape(y_pred, (-1, 1))
         positive = xp.reshape(_indicator(xp, y_true, y_pred) > 0.5, (-1, 1))
