@@ -20,7 +20,10 @@ from xpnet._backend import (
     device_of,
     host_numeric,
     is_host_data,
+    isdtype,
     namespace,
+    reduce_max,
+    reduce_sum,
     to_numpy,
 )
 from xpnet._training import Data
@@ -234,3 +237,34 @@ def labelled(
     w = weights(sample_weight, class_weight, ys, spec, checks)
     checks.raise_first()
     return Data(x, ys, w)
+
+
+def ready(x: Any, y: Any, spec: Spec, input_dim: int) -> Data | None:
+    """``(x, y)`` as they are, when they already are what the step takes
+    (the model's library, device and dtype, the right shapes) and their
+    values pass one fused check (finite features, targets or labels in
+    range): ``train_on_batch``'s fast path. None otherwise, and the full
+    checks run (and say what is wrong)."""
+    try:
+        xp = namespace(x, y)
+    except TypeError:
+        return None
+    backend, k = spec.backend, spec.n_outputs
+    if xp is not backend.xp or x.dtype != spec.dtype or x.ndim != 2 or x.shape[0] == 0:
+        return None
+    n = int(x.shape[0])
+    if int(x.shape[1]) != input_dim or int(y.shape[0]) != n or device_of(x) != backend.device:
+        return None
+    if spec.task == "sparse":
+        if y.ndim != 1 or not isdtype(xp, y.dtype, "integral"):
+            return None
+        low, high = -reduce_max(-y, axis=None), reduce_max(y, axis=None)
+        bad = (low < 0) | (high >= k) | ~xp.isfinite(reduce_sum(x, axis=None))
+    else:
+        if y.dtype != spec.dtype or tuple(y.shape) not in ((n, k), (n,) * (k == 1)):
+            return None
+        bad = ~xp.isfinite(reduce_sum(x, axis=None) + reduce_sum(y, axis=None))
+        if spec.task in ("binary", "categorical"):
+            bad = bad | (reduce_max(-y, axis=None) > 0) | (reduce_max(y, axis=None) > 1)
+        y = xp.reshape(y, (n, k))
+    return None if bool(to_numpy(bad)) else Data(x, y)

@@ -15,12 +15,13 @@ import copy
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from xpnet import _data, _training
+from xpnet import _data, _plan, _training
 from xpnet import callbacks as _callbacks
 from xpnet import losses as _losses
 from xpnet import metrics as _metrics
 from xpnet import optimizers as _optimizers
 from xpnet._backend import copy_array, is_host_rng, quiet_float_errors, to_numpy
+from xpnet._backend.compiler import compiler_for
 from xpnet._typing import Array
 from xpnet.layers import Layer
 
@@ -34,6 +35,8 @@ class Trainer:
 
     loss: _losses.Loss | None = None
     optimizer: _optimizers.Optimizer | None = None
+    jit_compile: bool | str = "auto"
+    steps_per_execution: int = 1
     _metric_names: list[str | _metrics.Metric]
 
     # ------------------------------------------------------------ compile
@@ -43,8 +46,25 @@ class Trainer:
         loss: str | _losses.Loss = "mse",
         optimizer: str | _optimizers.Optimizer = "rmsprop",
         metrics: Iterable[str | _metrics.Metric] | None = None,
+        *,
+        jit_compile: bool | str = "auto",
+        steps_per_execution: int = 1,
     ) -> None:
-        """Choose the loss, the optimizer and the metrics reported by ``fit``."""
+        """Choose the loss, the optimizer and the metrics reported by ``fit``.
+
+        Parameters
+        ----------
+        jit_compile : {"auto", True, False}
+            Compile ``fit``'s whole step (forward, loss, backward, penalties,
+            update and the running metrics) into one device program.
+            ``"auto"`` does on JAX, where it pays off, unless a layer draws
+            on the host in training (Dropout); ``True`` insists (an error
+            where it cannot); ``False`` runs every operation eagerly.
+        steps_per_execution : int
+            Batches per device call in ``fit`` (on JAX, a compiled loop over
+            them). Batch callbacks then run once per call, with the index of
+            its last batch, as in Keras.
+        """
         loss = _losses.get(loss)
         optimizer = _optimizers.get(optimizer)
         names = list(metrics or [])
@@ -53,7 +73,24 @@ class Trainer:
                 _metrics.get(m, task="binary")  # validates the name, with a suggestion
             elif not isinstance(m, _metrics.Metric):
                 raise TypeError(f"metric must be a name or a Metric, got {type(m).__name__}")
+        if not (isinstance(jit_compile, bool) or jit_compile == "auto"):
+            raise ValueError(f"jit_compile must be 'auto', True or False, got {jit_compile!r}")
+        if (
+            isinstance(steps_per_execution, bool)
+            or not isinstance(steps_per_execution, int)
+            or steps_per_execution < 1
+        ):
+            raise ValueError(
+                f"steps_per_execution must be an int >= 1, got {steps_per_execution!r}"
+            )
         self.loss, self.optimizer, self._metric_names = loss, optimizer, names
+        self.jit_compile, self.steps_per_execution = jit_compile, steps_per_execution
+        self._forget_plans()
+
+    def _forget_plans(self) -> None:
+        """Drop the planned and compiled steps (the model changed)."""
+        for key in ("_keys", "_plans", "_compiled"):
+            self.__dict__.pop(key, None)
 
     def get_compile_config(self) -> dict[str, Any] | None:
         """The loss, optimizer and metric names given to :meth:`compile`
@@ -64,6 +101,8 @@ class Trainer:
             "loss": _losses.serialize(self.loss),
             "optimizer": _optimizers.serialize(self.optimizer),
             "metrics": [m for m in self._metric_names if isinstance(m, str)],
+            "jit_compile": self.jit_compile,
+            "steps_per_execution": self.steps_per_execution,
         }
 
     @property
@@ -91,6 +130,43 @@ class Trainer:
             logits=fused or bool(getattr(self.loss, "from_logits", False)),
             probabilities=self.layers[-1].activation.forward if fused else None,
         )
+
+    # ------------------------------------------------------------ the batch loop
+
+    def _epoch_steps(self, data: _training.Data, spans, totals: _training.Totals):
+        """The batches of one epoch, run eagerly or by the compiled step;
+        yields the index of the last batch done after each device call."""
+        compiled = self._compiled_steps(data)
+        if compiled is None:
+            return _plan.eager_epoch(self, data, spans, totals, self.steps_per_execution)
+        return compiled.epoch(data, spans, totals)
+
+    def _compiled_steps(self, data: _training.Data) -> _plan.CompiledSteps | None:
+        """The compiled step for this fit, or None to run eagerly."""
+        wanted = self.jit_compile
+        if wanted is False:
+            return None
+        compiler = compiler_for(self._placement)
+        why = None
+        if compiler is None:
+            why = f"the {self._placement.name} backend has no step compiler (JAX has)"
+        elif type(self).train_step is not type(self)._planned_train_step:
+            why = "the model overrides train_step"
+        elif self.__dict__.get("_communicator") is not None:
+            why = "gradients are averaged over workers between backward and update"
+        else:
+            drawing = [layer.name for layer in self.layers if layer.draws_on_host]
+            if drawing:
+                why = f"layer {drawing[0]!r} draws on the host in training"
+        if why is not None:
+            if wanted is True:
+                raise ValueError(f"jit_compile=True cannot compile this fit: {why}")
+            return None
+        plan, group = self._step_plan(data.y, data.sample_weight), self.steps_per_execution
+        compiled = self.__dict__.get("_compiled")
+        if compiled is None or compiled.plan is not plan or compiled.group != group:
+            compiled = self._compiled = _plan.CompiledSteps(self, plan, compiler, group)
+        return compiled
 
     # ------------------------------------------------------------ data
 
@@ -214,8 +290,9 @@ class Trainer:
             callback_list = _training.CallbackList(callbacks or [], self)
             self.history, self.stop_training = callback_list.history, False
             return _training.fit_loop(
-                self, data, schedule, callback_list, self._totals, evaluate, self._shuffle_rng
-            )
+                self, data, schedule, callback_list, self._totals, evaluate, self._shuffle_rng,
+                self._epoch_steps,
+            )  # fmt: skip
 
     def evaluate(
         self,
@@ -290,8 +367,12 @@ class Trainer:
         model as it was (no per-call copy of the weights is needed).
         """
         self._require_compiled("train_on_batch")
+        data = None
+        if sample_weight is None and class_weight is None and self.built and self._placement:
+            data = _data.ready(x, y, self._spec(x), self.input_dim)
         with self._unplaced_on_error(), quiet_float_errors():
-            data = self._prepare(x, y, sample_weight, class_weight)
+            if data is None:
+                data = self._prepare(x, y, sample_weight, class_weight)
             return float(to_numpy(self.train_step(data.x, data.y, data.sample_weight).loss))
 
     def _unplaced_on_error(self) -> contextlib.AbstractContextManager[None]:

@@ -18,11 +18,12 @@ never stalled by the host (docs/backends.md):
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,16 +112,26 @@ class Totals:
 
     def add(self, loss_sum: Array, y: Array, out: Array, count: int) -> None:
         """Add a batch: the *sum* of its sample losses, its targets and outputs."""
-        self.loss = self.loss + loss_sum
         self.count += count
+        if self.metrics:
+            self.loss, self.states = self.fold((self.loss, self.states), loss_sum, y, out)
+        else:
+            self.loss = self.loss + loss_sum
+
+    def fold(self, acc: tuple[Any, list[Any]], loss_sum: Array, y: Array, out: Array):
+        """``(loss, states)`` after one more batch: :meth:`add` as a pure
+        function, which a compiled step carries from batch to batch."""
+        loss, states = acc
         probs = None
-        for i, metric in enumerate(self.metrics):
+        new = []
+        for metric, state in zip(self.metrics, states, strict=True):
             pred, logits = out, self.logits
             if metric.needs_probabilities and self.probabilities is not None:
                 if probs is None:
                     probs = self.probabilities(out)
                 pred, logits = probs, False
-            self.states[i] = metric.update(self.states[i], y, pred, logits)
+            new.append(metric.update(state, y, pred, logits))
+        return loss + loss_sum, new
 
     def running_loss(self) -> float:
         """The mean loss so far (one device read; for the progress bar)."""
@@ -147,6 +158,9 @@ class CallbackList:
         self.callbacks = [*callbacks, self.history]
         for cb in self.callbacks:
             cb.set_model(model)
+        base = _callbacks.Callback.on_train_batch_end
+        # Only these are called after each batch (the others do nothing there).
+        self.per_batch = [cb for cb in self.callbacks if type(cb).on_train_batch_end is not base]
 
     def on_train_begin(self) -> None:
         for cb in self.callbacks:
@@ -157,7 +171,7 @@ class CallbackList:
             cb.on_epoch_begin(epoch)
 
     def on_train_batch_end(self, batch: int, logs: dict[str, float]) -> None:
-        for cb in self.callbacks:
+        for cb in self.per_batch:
             cb.on_train_batch_end(batch, logs)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
@@ -224,11 +238,14 @@ def fit_loop(
     new_totals: Callable[[], Totals],
     evaluate: Callable[[], dict[str, float]] | None,
     shuffle_rng: Any,
+    epoch_steps: Callable[[Data, list[tuple[int, int]], Totals], Iterator[int]],
 ) -> _callbacks.History:
     """Train `model` on `data` (already on its device) for the scheduled epochs.
 
     `new_totals` makes an empty accumulator; `evaluate` returns the
-    validation logs (``val_`` names) after each epoch.
+    validation logs (``val_`` names) after each epoch; ``epoch_steps(data,
+    spans, totals)`` trains on the batches `spans` of `data`, yielding the
+    index of the last batch done after each device call.
     """
     size = data.n if schedule.batch_size is None else min(schedule.batch_size, data.n)
     spans = batches(data.n, size)
@@ -239,7 +256,9 @@ def fit_loop(
             callbacks.on_epoch_begin(epoch)
             progress = Progress(schedule.verbose, f"Epoch {epoch + 1}/{last}", len(spans))
             rng = shuffle_rng if schedule.shuffle else None
-            logs = _epoch(model, data, spans, rng, new_totals(), progress, callbacks, interrupt)
+            logs = _epoch(
+                model, epoch_steps, data, spans, rng, new_totals(), progress, callbacks, interrupt
+            )
             if evaluate is not None:
                 logs.update(evaluate())
             progress.close(logs)
@@ -250,20 +269,21 @@ def fit_loop(
     return callbacks.history
 
 
-def _epoch(model, data, spans, shuffle_rng, totals, progress, callbacks, interrupt):
+def _epoch(model, epoch_steps, data, spans, shuffle_rng, totals, progress, callbacks, interrupt):
     """One pass over `data` in batches `spans`; returns the epoch's logs."""
     if shuffle_rng is not None:
         data = data.take(permutation(shuffle_rng, data.n, backend_of(data.x)))
-    for b, (start, stop) in enumerate(spans):
-        batch = data.slice(start, stop)
-        step = model.train_step(batch.x, batch.y, batch.sample_weight)
-        totals.add(step.loss * (stop - start), batch.y, step.output, stop - start)
-        logs = {"loss": totals.running_loss()} if progress.due() else {}
-        progress.advance(logs)
-        callbacks.on_train_batch_end(b, logs)
-        interrupt.check()  # a Ctrl-C during the step stops here, between batches
-        if model.stop_training:
-            break
+    done = -1
+    # closing(): a stop or an interrupt hands the state back to the model now
+    with contextlib.closing(epoch_steps(data, spans, totals)) as steps:
+        for b in steps:
+            logs = {"loss": totals.running_loss()} if progress.due() else {}
+            progress.advance(logs, b - done)
+            done = b
+            callbacks.on_train_batch_end(b, logs)
+            interrupt.check()  # a Ctrl-C during the step stops here, between batches
+            if model.stop_training:
+                break
     return totals.logs()
 
 
@@ -359,10 +379,10 @@ class Progress:
             return True
         return False
 
-    def advance(self, logs: dict[str, float] | None = None) -> None:
+    def advance(self, logs: dict[str, float] | None = None, n: int = 1) -> None:
         if self.bar is None:
             return
-        self.bar.update(1)
+        self.bar.update(n)
         if logs:
             self.bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=False)
 

@@ -10,6 +10,8 @@ a crash mid-save leaves the previous file untouched.
 
 from __future__ import annotations
 
+import functools
+
 import json
 import os
 import zipfile
@@ -168,9 +170,11 @@ def _assemble(
     model.set_weights([v for n, v in values.items() if n.startswith("params/")])
     compiled = config["compile"]
     if compiled is not None:
-        _build(
-            path, "compile", model.compile, parts["loss"], parts["optimizer"], compiled["metrics"]
-        )
+        options = {
+            key: compiled[key] for key in ("jit_compile", "steps_per_execution") if key in compiled
+        }  # files written before these existed lack them
+        compile_ = functools.partial(model.compile, **options)
+        _build(path, "compile", compile_, parts["loss"], parts["optimizer"], compiled["metrics"])
         slots: dict[str, dict[str, Any]] = {}
         for name, value in values.items():
             if name.startswith("optimizer/"):

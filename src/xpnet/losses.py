@@ -17,10 +17,12 @@ Examples
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from xpnet import _config
 from xpnet import functional as F
+from xpnet._backend import sparse_softmax_xent
 from xpnet._typing import Array
 from xpnet._validation import check_choice
 
@@ -85,6 +87,24 @@ class Loss(_config.Configurable):
 
     def _kernel_kwargs(self) -> dict[str, Any]:
         return {}
+
+    def training_kernel(
+        self, logits: bool, weighted: bool, labels: bool
+    ) -> Callable[[Array, Array, Array | None], tuple[Array, Array]]:
+        """``kernel(y_true, y_pred, sample_weight) -> (loss, grad)`` for the
+        model's training step, chosen once per step plan: `logits` for the
+        fused path, `weighted` when sample weights come, `labels` when
+        ``y_true`` holds integer labels. The model passes batches it has
+        checked, so a subclass may return a kernel that skips :meth:`compute`'s
+        argument checks."""
+        kernel, reduction, kwargs = self._kernel(logits), self.reduction, self._kernel_kwargs()
+
+        def compute(y_true, y_pred, sample_weight):
+            return kernel(
+                y_pred, y_true, reduction=reduction, sample_weight=sample_weight, **kwargs
+            )
+
+        return compute
 
     def __call__(self, y_true: Array, y_pred: Array, sample_weight: Array | None = None) -> Array:
         return self.compute(y_true, y_pred, sample_weight)[0]
@@ -191,6 +211,16 @@ class SparseCategoricalCrossentropy(_Crossentropy):
     task = "sparse"
     _with_logits = staticmethod(F.softmax_cross_entropy_with_logits)
     _from_probabilities = staticmethod(F.categorical_cross_entropy)
+
+    def training_kernel(self, logits, weighted, labels):
+        if not (logits or self.from_logits) or weighted or not labels or self.reduction == "none":
+            return super().training_kernel(logits, weighted, labels)
+        mean = self.reduction == "mean"
+
+        def compute(y_true, y_pred, sample_weight):
+            return sparse_softmax_xent(y_pred, y_true, mean)
+
+        return compute
 
 
 _BY_NAME: dict[str, type[Loss]] = {

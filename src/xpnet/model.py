@@ -32,8 +32,11 @@ from xpnet._backend import (
     get_backend,
     host_rng,
     is_host_data,
+    isdtype,
+    namespace,
 )
 from xpnet._backend.devices import list_devices
+from xpnet._plan import StepPlan
 from xpnet._trainer import Trainer
 from xpnet._training import Step
 from xpnet._typing import Array
@@ -144,7 +147,7 @@ class Sequential(Trainer, Weights):
                 name = f"{base}_{i}"
             layer.name = name
         self.layers.append(layer)
-        self.__dict__.pop("_keys", None)
+        self._forget_plans()
         if was_built:
             self._build_layers(self.layers[0].input_shape, self.__dict__.get("_build_rng"))
         elif first and self._declared_input_dim() is not None:
@@ -291,33 +294,29 @@ class Sequential(Trainer, Weights):
         ``fit`` prepares them; raw data goes through :meth:`train_on_batch`).
         No parameter is updated (in training, BatchNormalization's moving
         statistics are, as in Keras)."""
-        fused = self.fused
-        out, backward = self.forward(x, training=training, logits=fused)
-        loss, grad = self.loss.compute(y, out, sample_weight, logits=fused)
-        backward(grad)
-        for layer in self.layers:
-            if layer.regularizers:
-                penalty = layer.regularization_loss()
-                if penalty is not None:
-                    loss = loss + penalty
-                    layer.add_regularization_gradients()
-        grads = {key: layer.grads[name] for layer, name, key in self._parameter_keys()}
-        return Step(loss, out, grads)
+        return self._step_plan(y, sample_weight).gradients(x, y, sample_weight, training)
 
     def train_step(self, x: Array, y: Array, sample_weight: Array | None = None) -> Step:
         """One optimizer step on a prepared batch: :meth:`compute_gradients`,
         then the update. ``fit`` and :meth:`train_on_batch` call this; override
         it to change how a batch trains. The returned gradients may have been
         consumed by the update (overwritten in place)."""
-        step = self.compute_gradients(x, y, sample_weight)
-        slots = self._parameter_keys()
-        new = self.optimizer.apply(
-            [(key, layer.params[name], step.gradients[key]) for layer, name, key in slots],
-            consume_gradients=True,
+        return self._step_plan(y, sample_weight).train(
+            x, y, sample_weight, self.__dict__.get("_communicator")
         )
-        for (layer, name, _), value in zip(slots, new, strict=True):
-            layer.params[name] = value
-        return step
+
+    _planned_train_step = train_step  # fit compiles this step, not an override
+
+    def _step_plan(self, y: Array, sample_weight: Array | None) -> StepPlan:
+        """The plan for this model's step (made once per configuration)."""
+        plans = self.__dict__.setdefault("_plans", {})
+        key = (sample_weight is None, type(y), y.dtype)  # the type first: no dtype
+        plan = plans.get(key)  # comparisons across libraries
+        if plan is None or not plan.fits(self):
+            plan = plans[key] = StepPlan(
+                self, self._parameter_keys(), sample_weight is not None, _integral(y)
+            )
+        return plan
 
     # ------------------------------------------------------------ weights
 
@@ -327,6 +326,7 @@ class Sequential(Trainer, Weights):
         new = get_backend(backend, device)
         dtype = float_dtype(new.xp, self.dtype)
         self._move(self.get_weights(), new, dtype)
+        self._forget_plans()
         if self.optimizer is not None:
             self.optimizer.set_state(self.optimizer.get_state(), new, self.dtype)
         self._placement, self._dtype = new, dtype
@@ -365,7 +365,8 @@ class Sequential(Trainer, Weights):
         # Namespaces (modules) and device objects do not pickle: keep the
         # backend by name, the arrays as NumPy, and rebuild on unpickling.
         state = self.__dict__.copy()
-        state.pop("_keys", None)  # refers to the live layers; rebuilt on demand
+        for key in ("_keys", "_plans", "_compiled", "_communicator"):
+            state.pop(key, None)  # refer to the live layers; rebuilt on demand
         if self._placement is not None:
             token = _device_token(self._placement)
             state["_placement"] = (self._placement.name, token)
@@ -399,6 +400,10 @@ class Sequential(Trainer, Weights):
     def __repr__(self) -> str:
         where = self.backend or ("host" if self.built else "unbuilt")
         return f"Sequential({len(self.layers)} layers, {where}, {self.dtype})"
+
+
+def _integral(a: Array) -> bool:
+    return isdtype(namespace(a), a.dtype, "integral")
 
 
 def _device_token(placement: Backend) -> str | None:

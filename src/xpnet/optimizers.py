@@ -170,6 +170,18 @@ class Optimizer(_config.Configurable):
         parameters in the same order (the model's hot path: no dicts built)."""
         lr = self.current_learning_rate()
         self.iterations += 1
+        return self._update(items, self._hyper(lr, self.iterations), consume_gradients)
+
+    def _hyper(self, lr: float, t: int) -> tuple[float, ...]:
+        """The step's scalars, computed on the host from the learning rate
+        and the step number `t` (1 for the first step). A compiled step takes
+        them as arguments, so one trace serves every step."""
+        return (lr,)
+
+    def _update(
+        self, items: list[tuple[str, Array, Array]], hyper: tuple[Any, ...], consume: bool
+    ) -> list[Array]:
+        """One step of every ``(key, param, grad)`` with the scalars `hyper`."""
         clip = self.clipnorm is not None or self.clipvalue is not None
         state = self.state
         out = []
@@ -179,17 +191,17 @@ class Optimizer(_config.Configurable):
             slots = state.get(key)
             if slots is None:
                 slots = self._slots_for(key, param)
-            if consume_gradients and is_writeable(param) and is_writeable(grad):
-                out.append(self._step_in_place(param, grad, slots, lr))
+            if consume and is_writeable(param) and is_writeable(grad):
+                out.append(self._step_in_place(param, grad, slots, hyper))
             else:
-                out.append(self._step(param, grad, slots, lr))
+                out.append(self._step(param, grad, slots, hyper))
         return out
 
-    def _step_in_place(self, param: Array, grad: Array, slots: dict[str, Array], lr: float):
+    def _step_in_place(self, param: Array, grad: Array, slots: dict[str, Array], hyper):
         """The update for writable arrays when `grad` may be overwritten."""
-        return self._step(param, grad, slots, lr)
+        return self._step(param, grad, slots, hyper)
 
-    def _step(self, param: Array, grad: Array, slots: dict[str, Array], lr: float) -> Array:
+    def _step(self, param: Array, grad: Array, slots: dict[str, Array], hyper) -> Array:
         raise NotImplementedError
 
     # -- state ------------------------------------------------------------
@@ -257,7 +269,8 @@ class SGD(Optimizer):
         self.nesterov = bool(nesterov)
         self._slots = ("velocity",) if self.momentum > 0 else ()
 
-    def _step(self, param, grad, slots, lr):
+    def _step(self, param, grad, slots, hyper):
+        (lr,) = hyper
         if self.momentum == 0.0:
             return _subtract(param, lr * grad)
         v = _write(slots["velocity"], self.momentum * slots["velocity"] - lr * grad)
@@ -266,13 +279,14 @@ class SGD(Optimizer):
             return _subtract(param, lr * grad - self.momentum * v)
         return _subtract(param, -v)
 
-    def _step_in_place(self, param, grad, slots, lr):
+    def _step_in_place(self, param, grad, slots, hyper):
         # The same rule with no parameter-sized temporary: the gradient
         # buffer is scaled in place (it is consumed by the step).
+        (lr,) = hyper
         if self.momentum == 0.0:
             return add_scaled_(param, -lr, grad)
         if self.nesterov:  # rare: the plain rule, with its temporaries
-            return self._step(param, grad, slots, lr)
+            return self._step(param, grad, slots, hyper)
         v = slots["velocity"]
         v *= self.momentum
         add_scaled_(v, -lr, grad)  # v = momentum * v - lr * g
@@ -307,13 +321,15 @@ class Adam(Optimizer):
             raise ValueError(f"epsilon must be non-negative, got {epsilon!r}")
         self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
 
-    def _step(self, param, grad, slots, lr):
+    def _hyper(self, lr, t):
+        return (lr * math.sqrt(1.0 - self.beta_2**t) / (1.0 - self.beta_1**t),)
+
+    def _step(self, param, grad, slots, hyper):
+        (alpha,) = hyper
         xp = namespace(param)
-        t = self.iterations  # already counts this step
         b1, b2 = self.beta_1, self.beta_2
         m = slots["m"] = _write(slots["m"], b1 * slots["m"] + (1.0 - b1) * grad)
         v = slots["v"] = _write(slots["v"], b2 * slots["v"] + (1.0 - b2) * (grad * grad))
-        alpha = lr * math.sqrt(1.0 - b2**t) / (1.0 - b1**t)
         return _subtract(param, alpha * m / (xp.sqrt(v) + self.epsilon))
 
     def get_config(self):
@@ -347,7 +363,8 @@ class RMSprop(Optimizer):
         self.rho, self.momentum, self.epsilon = float(rho), float(momentum), float(epsilon)
         self._slots = ("v", "velocity") if self.momentum > 0 else ("v",)
 
-    def _step(self, param, grad, slots, lr):
+    def _step(self, param, grad, slots, hyper):
+        (lr,) = hyper
         xp = namespace(param)
         v = slots["v"] = _write(slots["v"], self.rho * slots["v"] + (1.0 - self.rho) * grad * grad)
         step = lr * grad / (xp.sqrt(v) + self.epsilon)
@@ -392,7 +409,8 @@ class Adagrad(Optimizer):
     def _initial(self, slot):
         return self.initial_accumulator_value
 
-    def _step(self, param, grad, slots, lr):
+    def _step(self, param, grad, slots, hyper):
+        (lr,) = hyper
         xp = namespace(param)
         a = slots["accumulator"] = _write(slots["accumulator"], slots["accumulator"] + grad * grad)
         return _subtract(param, lr * grad / (xp.sqrt(a) + self.epsilon))

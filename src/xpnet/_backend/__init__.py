@@ -51,6 +51,7 @@ from xpnet._backend.fastpaths import (
     reduce_sum,
     relu_,
     relu_backward_,
+    sparse_softmax_xent,
 )
 from xpnet._backend.files import read_npy, write_npy
 from xpnet._backend.namespaces import backend_name, namespace
@@ -114,6 +115,7 @@ __all__ = [
     "relu_",
     "relu_backward_",
     "set_backend",
+    "sparse_softmax_xent",
     "synchronize",
     "to_numpy",
     "write_npy",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import array_api_compat
 import numpy as np
 
+from xpnet._backend.compiler import is_traced
 from xpnet._backend.namespaces import namespace
 from xpnet._typing import Array
 
@@ -80,6 +81,24 @@ class ArrayAPIOps:
     def matmul_into(a: Array, b: Array, out: Array) -> Array:
         return a @ b
 
+    @staticmethod
+    def sparse_softmax_xent(z: Array, labels: Array, mean: bool) -> tuple[Array, Array]:
+        xp = namespace(z)
+        n, k = z.shape
+        shifted = z - reduce_max(z, axis=1, keepdims=True)
+        e = xp.exp(shifted)
+        total = reduce_sum(e, axis=1, keepdims=True)
+        hit = labels[:, None] == _class_indices(xp, k, labels)
+        # the sum over samples of log(total) - shifted[label]; the max cancels
+        loss = reduce_sum(xp.log(total), axis=None) - reduce_sum(
+            xp.where(hit, shifted, 0.0), axis=None
+        )
+        p = e / total
+        grad = xp.where(hit, p - 1.0, p)
+        if mean:
+            return loss / n, grad * (1.0 / n)
+        return loss, grad
+
 
 class NumpyOps(ArrayAPIOps):
     """NumPy: ufuncs with ``out=`` and the ufunc's own reduce, which skips
@@ -104,6 +123,23 @@ class NumpyOps(ArrayAPIOps):
     @staticmethod
     def matmul_into(a: Array, b: Array, out: Array) -> Array:
         return np.matmul(a, b, out=out)
+
+    @staticmethod
+    def sparse_softmax_xent(z: Array, labels: Array, mean: bool) -> tuple[Array, Array]:
+        # The generic kernel's numbers, in half the passes: the exponentials
+        # become the gradient in place, and the labels index the flat rows.
+        n, k = z.shape
+        shifted = np.subtract(z, np.maximum.reduce(z, axis=1, keepdims=True))
+        e = np.exp(shifted)
+        total = np.add.reduce(e, axis=1, keepdims=True)
+        at = _row_starts(n, k) + labels
+        loss = np.add.reduce(np.log(total), axis=None) - np.add.reduce(shifted.ravel().take(at))
+        np.divide(e, total, out=e)
+        e.ravel()[at] -= 1.0
+        if mean:
+            e *= 1.0 / n
+            return loss / n, e
+        return loss, e
 
 
 class CupyOps(ArrayAPIOps):
@@ -158,6 +194,34 @@ class TorchOps(ArrayAPIOps):
         import torch
 
         return torch.matmul(a, b, out=out)
+
+
+_CLASS_INDICES: dict[tuple, Array] = {}
+_ROW_STARTS: dict[tuple[int, int], Array] = {}
+
+
+def _class_indices(xp, k: int, labels: Array) -> Array:
+    """``arange(k)`` in the labels' dtype and device, made once per combination
+    (an array is immutable once made here, so sharing it is safe)."""
+    from xpnet._backend.devices import device_of
+
+    device = device_of(labels)
+    key = (id(xp), k, labels.dtype, str(device))
+    found = _CLASS_INDICES.get(key)
+    if found is None:
+        found = xp.arange(k, dtype=labels.dtype, device=device)
+        if not is_traced(found):
+            _CLASS_INDICES[key] = found
+    return found
+
+
+def _row_starts(n: int, k: int) -> Array:
+    """``arange(n) * k`` in NumPy: where each row of an ``(n, k)`` array
+    starts in its flat view. Made once per shape, never written to."""
+    found = _ROW_STARTS.get((n, k))
+    if found is None:
+        found = _ROW_STARTS[n, k] = np.arange(n, dtype=np.intp) * k
+    return found
 
 
 # --------------------------------------------------------------------------
@@ -227,3 +291,16 @@ def matmul(a: Array, b: Array, out: Array | None = None) -> Array:
     if out is None or not is_writeable(out) or out.shape != (a.shape[0], b.shape[1]):
         return a @ b
     return _ops(out).matmul_into(a, b, out)
+
+
+def sparse_softmax_xent(
+    z: Array, labels: Array, mean: bool = True, *, checked: bool = True
+) -> tuple[Array, Array]:
+    """Softmax cross-entropy of logits `z` ``(n, k)`` against integer
+    `labels` ``(n,)``: ``(loss, grad)``, averaged over the samples when
+    `mean` (else summed). With `checked` (the model's prepared batches) the
+    labels are known to lie in ``[0, k)`` and may index rows directly;
+    otherwise a label out of range matches no class."""
+    if not checked:
+        return ArrayAPIOps.sparse_softmax_xent(z, labels, mean)
+    return _ops(z).sparse_softmax_xent(z, labels, mean)

@@ -6,7 +6,13 @@ from __future__ import annotations
 
 import math
 
-from xpnet._backend import device_of, isdtype, namespace, reduce_max, reduce_sum
+from xpnet._backend import (
+    device_of,
+    isdtype,
+    namespace,
+    reduce_sum,
+    sparse_softmax_xent,
+)
 from xpnet._typing import Array, Namespace
 from xpnet._validation import check_choice
 from xpnet.functional._activations import (
@@ -238,20 +244,6 @@ def softmax_cross_entropy_with_logits(
     return _reduce(xp, losses, grad, reduction, sample_weight)
 
 
-_CLASS_INDICES: dict[tuple, Array] = {}
-
-
-def _class_indices(xp: Namespace, k: int, labels: Array) -> Array:
-    """``arange(k)`` in the labels' dtype and device, made once per combination
-    (an array is immutable once made here, so sharing it is safe)."""
-    device = device_of(labels)
-    key = (id(xp), k, labels.dtype, str(device))
-    found = _CLASS_INDICES.get(key)
-    if found is None:
-        found = _CLASS_INDICES[key] = xp.arange(k, dtype=labels.dtype, device=device)
-    return found
-
-
 def _sparse_softmax_cross_entropy(
     xp: Namespace, logits: Array, labels: Array, reduction: str
 ) -> tuple[Array, Array]:
@@ -259,7 +251,8 @@ def _sparse_softmax_cross_entropy(
 
     The same numbers as the general form with one-hot targets, in about half
     the array operations: the loss is ``logsumexp(z) - z[label]`` and the
-    gradient ``softmax(z)`` with 1 subtracted at each label.
+    gradient ``softmax(z)`` with 1 subtracted at each label
+    (:func:`xpnet._backend.sparse_softmax_xent`, once the arguments are checked).
     """
     check_choice("reduction", reduction, REDUCTIONS)
     namespace(logits, labels)
@@ -271,17 +264,9 @@ def _sparse_softmax_cross_entropy(
     labels = _integer_labels(xp, labels, n, k)
     if n == 0:
         raise ValueError("the loss needs at least one sample, got an empty batch")
-    shifted = logits - reduce_max(logits, axis=1, keepdims=True)
-    e = xp.exp(shifted)
-    total = reduce_sum(e, axis=1, keepdims=True)
-    hit = labels[:, None] == _class_indices(xp, k, labels)
-    # sum over samples of log(total) - shifted[label]; the max cancels out
-    loss = reduce_sum(xp.log(total), axis=None) - reduce_sum(xp.where(hit, shifted, 0.0), axis=None)
-    p = e / total
-    grad = xp.where(hit, p - 1.0, p)
-    if reduction == "mean":
-        return loss / n, grad * (1.0 / n)
-    return loss, grad
+    # Labels outside [0, k) match no class (an all-zero target row), as
+    # documented; only data checked by the model takes the indexing kernels.
+    return sparse_softmax_xent(logits, labels, reduction == "mean", checked=False)
 
 
 def _clip_probabilities(xp: Namespace, p: Array) -> tuple[Array, Array]:

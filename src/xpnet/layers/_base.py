@@ -86,6 +86,10 @@ class Layer(_config.Configurable):
         self.built = False
         self.input_shape: Shape | None = None
 
+    #: Whether training draws from a host generator on each call (Dropout's
+    #: masks): such a layer cannot be traced into a compiled step.
+    draws_on_host: bool = False
+
     # -- building ----------------------------------------------------------
 
     def build(self, input_shape: Shape, *, placement: Backend, dtype: DType, rng: Any) -> None:

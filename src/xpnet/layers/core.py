@@ -296,6 +296,10 @@ class Dropout(Layer):
         self.seed = seed
         self._rng = host_rng(seed)
 
+    @property
+    def draws_on_host(self) -> bool:
+        return self.rate > 0.0
+
     def build(self, input_shape, *, placement, dtype, rng):
         if self.seed is None:  # draw this layer's stream from the model's
             self._rng = host_rng(int(host_rng(rng).integers(2**63)))

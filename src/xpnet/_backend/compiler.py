@@ -1,0 +1,70 @@
+"""Step compilers: the libraries that can turn a whole training step, written
+as a pure function of arrays, into one device program.
+
+Only JAX has one that pays off here (``jax.jit``, with ``lax.scan`` to run
+several steps per call). PyTorch's ``torch.compile`` was measured on this
+project's step and did not win at any benchmark size (see the benchmarks
+page), so PyTorch steps stay eager. Everything library-specific about
+compiling lives in this module; the step plan (``xpnet._plan``) only asks
+for :func:`compiler_for` and calls what it returns.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from xpnet._backend.selection import Backend
+
+
+class JaxCompiler:
+    """``jax.jit`` with donated state, ``lax.scan`` over stacked batches and
+    ``lax.dynamic_slice`` to cut batches inside the program."""
+
+    def __init__(self) -> None:
+        import jax
+
+        self.jax = jax
+
+    def jit(self, fn: Callable[..., Any], donate: Sequence[int] = ()) -> Callable[..., Any]:
+        """`fn` compiled once per argument shape; the arguments at positions
+        `donate` give their buffers to the result (no copy of the state)."""
+        return self.jax.jit(fn, donate_argnums=tuple(donate))
+
+    def scan(self, body: Callable[[Any, Any], tuple[Any, Any]], carry: Any, xs: Any) -> Any:
+        """``carry = body(carry, x)[0]`` for each leading slice `x` of `xs`,
+        as one loop in the program; returns the final carry."""
+        return self.jax.lax.scan(body, carry, xs)[0]
+
+    def rows(self, a: Any, start: Any, size: int) -> Any:
+        """``a[start:start + size]`` for a traced `start` (a static `size`)."""
+        return self.jax.lax.dynamic_slice_in_dim(a, start, size, axis=0)
+
+    def zeros_like_result(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Zeros shaped like what ``fn(*args)`` returns, without running it."""
+        return self.zeros_like(self.jax.eval_shape(fn, *args))
+
+    def zeros_like(self, like: Any) -> Any:
+        """Fresh zeros for every leaf of `like` (arrays or shape structs)."""
+        jnp = self.jax.numpy
+        return self.jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), like)
+
+    def stack(self, values: Sequence[float], dtype: Any) -> Any:
+        """Host scalars as one array of `dtype` (per-step learning rates)."""
+        return self.jax.numpy.asarray(values, dtype=dtype)
+
+
+def is_traced(x: Any) -> bool:
+    """Whether `x` is a placeholder of a program being traced (it must not
+    be kept beyond the trace, in a cache say)."""
+    jax = sys.modules.get("jax")
+    return jax is not None and isinstance(x, jax.core.Tracer)
+
+
+def compiler_for(backend: Backend) -> JaxCompiler | None:
+    """The step compiler for `backend`, or None where steps run eagerly."""
+    if backend.name == "jax":
+        return JaxCompiler()
+    return None

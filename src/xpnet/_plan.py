@@ -1,0 +1,282 @@
+"""Step plans: a model's training step, resolved once and then reused.
+
+A step does the same things every batch: run each layer forward, take the
+loss and its gradient, run the layers backward, add the penalties, update
+each parameter. What those things *are* (which loss kernel, which layers
+carry regularizers, the parameter keys, whether the output is fused) only
+changes when the model does, so :class:`StepPlan` decides it once per
+model configuration, sample weights or not and kind of targets; the batch
+loop then only does arithmetic. The arrays themselves are looked up each
+step (``layer.params``), since ``set_weights``, a rollback or ``to()`` may
+replace them.
+
+On a library with a step compiler (JAX; see ``xpnet._backend.compiler``)
+:class:`CompiledSteps` turns the plan into one pure function of
+``(parameters, buffers, optimizer slots, running totals, epoch data, batch
+start, step scalars)`` and compiles it: one device call per batch, or per
+``steps_per_execution`` batches through a scan. The same layer code runs in
+both, traced instead of executed, so the two give the same numbers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from xpnet._backend import float_dtype
+from xpnet._training import Data, Step, Totals
+from xpnet._typing import Array
+
+
+class StepPlan:
+    """The resolved step of `model` for batches with (`weighted`) or
+    without sample weights and with integer `labels` or not."""
+
+    def __init__(self, model: Any, keys: list, weighted: bool, labels: bool) -> None:
+        self.loss, self.optimizer = model.loss, model.optimizer
+        self.layers = list(model.layers)
+        self.fused = model.fused
+        self.kernel = model.loss.training_kernel(self.fused, weighted, labels)
+        self.regularized = [layer for layer in self.layers if layer.regularizers]
+        self.keys = list(keys)  # (layer, name, "layer/name") per parameter
+
+    def fits(self, model: Any) -> bool:
+        """Whether `model` still has the loss, optimizer and layers planned for."""
+        return (
+            model.loss is self.loss
+            and model.optimizer is self.optimizer
+            and len(model.layers) == len(self.layers)
+        )
+
+    def gradients(self, x: Array, y: Array, sample_weight: Array | None, training=True) -> Step:
+        """:meth:`Sequential.compute_gradients`, planned."""
+        layers, last, fused = self.layers, len(self.layers) - 1, self.fused
+        out, backs = x, []
+        for i, layer in enumerate(layers):
+            out, back = layer.forward(out, training=training, logits=fused and i == last)
+            backs.append(back)
+        loss, grad = self.kernel(y, out, sample_weight)
+        for i in range(last, -1, -1):
+            grad = backs[i](grad, need_dx=i > 0)
+        for layer in self.regularized:
+            penalty = layer.regularization_loss()
+            if penalty is not None:
+                loss = loss + penalty
+                layer.add_regularization_gradients()
+        return Step(loss, out, {key: layer.grads[name] for layer, name, key in self.keys})
+
+    def train(
+        self, x: Array, y: Array, sample_weight: Array | None, communicator: Any = None
+    ) -> Step:
+        """:meth:`Sequential.train_step`, planned; with a `communicator`, the
+        gradients are averaged over the workers (one collective) first."""
+        step = self.gradients(x, y, sample_weight)
+        keys, grads = self.keys, step.gradients
+        if communicator is not None:
+            averaged = communicator.allreduce_mean([grads[key] for _, _, key in keys])
+            grads = step.gradients = {key: g for (_, _, key), g in zip(keys, averaged, strict=True)}
+        new = self.optimizer.apply(
+            [(key, layer.params[name], grads[key]) for layer, name, key in keys],
+            consume_gradients=True,
+        )
+        for (layer, name, _), value in zip(keys, new, strict=True):
+            layer.params[name] = value
+        return step
+
+
+def eager_epoch(
+    model: Any, data: Data, spans: list[tuple[int, int]], totals: Totals, group: int
+) -> Iterator[int]:
+    """Train on `data`'s batches `spans` one :meth:`train_step` at a time,
+    adding each to `totals`; yields the index of the last batch done after
+    every `group` batches (``steps_per_execution``) and at the end."""
+    x, y, w = data.x, data.y, data.sample_weight
+    train_step, add = model.train_step, totals.add
+    last = len(spans) - 1
+    for b, (start, stop) in enumerate(spans):
+        yb = y[start:stop, ...]
+        step = train_step(x[start:stop, ...], yb, None if w is None else w[start:stop])
+        add(step.loss * (stop - start), yb, step.output, stop - start)
+        if (b + 1) % group == 0 or b == last:
+            yield b
+
+
+class CompiledSteps:
+    """The plan's step, with the optimizer update and the running totals,
+    compiled into one program per batch size (and one more that scans
+    `group` full batches).
+
+    The model's state goes in and comes out as arrays (donated: updated
+    without a copy) and is written back to the layers and the optimizer
+    when an epoch's batches are done, or stopped.
+    """
+
+    def __init__(self, model: Any, plan: StepPlan, compiler: Any, group: int) -> None:
+        self.model, self.plan, self.compiler, self.group = model, plan, compiler, group
+        self.names = [key for _, _, key in plan.keys]
+        self.buffer_keys = [(layer, name) for layer in plan.layers for name in layer.buffers]
+        self.traces = 0  # how often a program was traced (for tests)
+        self._single: dict[int, Any] = {}
+        self._scan: Any = None
+        self._totals_like: Any = None
+        self._constants: dict[tuple, Any] = {}
+        self.totals: Totals | None = None
+
+    # -- the pure step --------------------------------------------------
+
+    @contextlib.contextmanager
+    def _bound(self, params, buffers, slots) -> Iterator[None]:
+        """Put (traced) state into the layers and the optimizer, and take it
+        out again afterwards, whatever happens: no tracer outlives a trace."""
+        plan, opt = self.plan, self.plan.optimizer
+        saved = [(layer, dict(layer.params), layer.buffers, layer.grads) for layer in plan.layers]
+        saved_state = opt.state
+        try:
+            for (layer, name, _), value in zip(plan.keys, params, strict=True):
+                layer.params[name] = value
+            for layer in plan.layers:
+                layer.buffers = dict(layer.buffers)
+                layer.grads = {}
+            for (layer, name), value in zip(self.buffer_keys, buffers, strict=True):
+                layer.buffers[name] = value
+            opt.state = {key: dict(s) for key, s in zip(self.names, slots, strict=True)}
+            yield
+        finally:
+            for layer, params_, buffers_, grads in saved:
+                layer.params, layer.buffers, layer.grads = params_, buffers_, grads
+            opt.state = saved_state
+
+    def _step(self, state, x, y, w, hyper):
+        params, buffers, slots, acc = state
+        plan, opt = self.plan, self.plan.optimizer
+        with self._bound(params, buffers, slots):
+            step = plan.gradients(x, y, w)
+            items = [
+                (key, p, step.gradients[key]) for key, p in zip(self.names, params, strict=True)
+            ]
+            new_params = opt._update(items, tuple(hyper), False)
+            new_slots = [opt.state[key] for key in self.names]
+            new_buffers = [layer.buffers[name] for layer, name in self.buffer_keys]
+        n = x.shape[0]
+        acc = self.totals.fold(acc, step.loss * n, y, step.output)
+        return new_params, new_buffers, new_slots, acc
+
+    def _program(self, size: int):
+        """The compiled step for batches of `size` rows starting at a traced row."""
+        rows = self.compiler.rows
+
+        def one(state, x, y, w, start, hyper):
+            self.traces += 1
+            cut = (rows(x, start, size), rows(y, start, size))
+            return self._step(state, *cut, None if w is None else rows(w, start, size), hyper)
+
+        return one
+
+    def _single_for(self, size: int):
+        found = self._single.get(size)
+        if found is None:
+            found = self._single[size] = self.compiler.jit(self._program(size), donate=(0,))
+        return found
+
+    def _scan_for(self, size: int):
+        if self._scan is None:
+            one = self._program(size)
+
+            def many(state, x, y, w, starts, hypers):
+                def body(carry, item):
+                    start, hyper = item
+                    return one(carry, x, y, w, start, [hyper[i] for i in range(len(hyper))]), None
+
+                return self.compiler.scan(body, state, (starts, hypers))
+
+            self._scan = self.compiler.jit(many, donate=(0,))
+        return self._scan
+
+    # -- one epoch --------------------------------------------------------
+
+    def _pack(self, totals: Totals, data: Data, size: int) -> tuple:
+        """The model's state as the program's first argument."""
+        plan, opt = self.plan, self.plan.optimizer
+        params = [layer.params[name] for layer, name, _ in plan.keys]
+        for (_, _, key), p in zip(plan.keys, params, strict=True):
+            if key not in opt.state:
+                opt._slots_for(key, p)
+        slots = [opt.state[key] for key in self.names]
+        buffers = [layer.buffers[name] for layer, name in self.buffer_keys]
+        return params, buffers, slots, self._empty_totals(totals, data, size)
+
+    def _empty_totals(self, totals: Totals, data: Data, size: int) -> Any:
+        """Zero running totals: the loss and each metric's state, shaped as
+        after one batch (found once by tracing, not by running)."""
+        if self._totals_like is None:
+
+            def first(y, out):
+                return totals.fold((0.0, [None] * len(totals.metrics)), 0.0 * out[0, 0], y, out)
+
+            out = _output_like(self.model, size, data.x.dtype)
+            self._totals_like = self.compiler.zeros_like_result(first, data.y[:size, ...], out)
+        return self.compiler.zeros_like(self._totals_like)
+
+    def _unpack(self, state: tuple) -> None:
+        params, buffers, slots, _ = state
+        plan, opt = self.plan, self.plan.optimizer
+        for (layer, name, _), value in zip(plan.keys, params, strict=True):
+            layer.params[name] = value
+        for (layer, name), value in zip(self.buffer_keys, buffers, strict=True):
+            layer.buffers = {**layer.buffers, name: value}
+        for key, s in zip(self.names, slots, strict=True):
+            opt.state[key] = s
+
+    def _hypers(self, count: int) -> list[tuple[float, ...]]:
+        """The next `count` steps' scalars, and the optimizer's step count moved on."""
+        opt = self.plan.optimizer
+        found = []
+        for _ in range(count):
+            lr = opt.current_learning_rate()
+            opt.iterations += 1
+            found.append(opt._hyper(lr, opt.iterations))
+        return found
+
+    def _constant(self, values: list, dtype: Any) -> Array:
+        """`values` as a device array, made once per distinct values (batch
+        starts, a constant learning rate)."""
+        key = (tuple(values), str(dtype))
+        found = self._constants.get(key)
+        if found is None:
+            if len(self._constants) > 64:
+                self._constants.clear()
+            found = self._constants[key] = self.compiler.stack(values, dtype)
+        return found
+
+    def epoch(self, data: Data, spans: list[tuple[int, int]], totals: Totals) -> Iterator[int]:
+        """Like :func:`eager_epoch`, one program call per yield."""
+        self.totals = totals
+        size = spans[0][1] - spans[0][0]
+        state = self._pack(totals, data, size)
+        x, y, w = data.x, data.y, data.sample_weight
+        dtype = float_dtype(self.model.placement.xp, self.model.dtype)
+        b = 0
+        try:
+            while b < len(spans):
+                full = [s for s in spans[b : b + self.group] if s[1] - s[0] == size]
+                if self.group > 1 and len(full) == self.group:
+                    starts = self._constant([s[0] for s in full], "int32")
+                    hypers = self._constant(self._hypers(len(full)), dtype)
+                    state = self._scan_for(size)(state, x, y, w, starts, hypers)
+                    b += len(full)
+                else:
+                    start, stop = spans[b]
+                    (hyper,) = self._hypers(1)
+                    state = self._single_for(stop - start)(state, x, y, w, start, hyper)
+                    b += 1
+                totals.count = spans[b - 1][1]
+                yield b - 1
+        finally:
+            self._unpack(state)
+            totals.loss, totals.states = state[3][0], list(state[3][1])
+
+
+def _output_like(model: Any, rows: int, dtype: Any) -> Array:
+    """An array shaped like the network's output for `rows` samples."""
+    return model.placement.xp.zeros((rows, model.output_dim), dtype=dtype)
