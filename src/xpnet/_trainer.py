@@ -15,7 +15,7 @@ import copy
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from xpnet import _data, _plan, _training
+from xpnet import _data, _plan, _progress, _training
 from xpnet import callbacks as _callbacks
 from xpnet import losses as _losses
 from xpnet import metrics as _metrics
@@ -124,11 +124,13 @@ class Trainer:
         if task is None and self.output_dim == 1:
             task = "binary"
         fused = self.fused
+        communicator = self.__dict__.get("_communicator")
         return _training.Totals(
             self._placement.xp,
             [_metrics.get(m, task=task) for m in self._metric_names],
             logits=fused or bool(getattr(self.loss, "from_logits", False)),
             probabilities=self.layers[-1].activation.forward if fused else None,
+            reduce=None if communicator is None else communicator.allreduce_sum,
         )
 
     # ------------------------------------------------------------ the batch loop
@@ -150,8 +152,10 @@ class Trainer:
         why = None
         if compiler is None:
             why = f"the {self._placement.name} backend has no step compiler (JAX has)"
-        elif type(self).train_step is not type(self)._planned_train_step:
-            why = "the model overrides train_step"
+        elif type(self).train_step is not type(self)._planned_train_step or (
+            type(self).compute_gradients is not type(self)._planned_gradients
+        ):
+            why = "the model overrides train_step or compute_gradients"
         elif self.__dict__.get("_communicator") is not None:
             why = "gradients are averaged over workers between backward and update"
         else:
@@ -232,6 +236,7 @@ class Trainer:
         callbacks: Iterable[_callbacks.Callback] | None = None,
         verbose: int = 1,
         initial_epoch: int = 0,
+        communicator: Any = None,
     ) -> _callbacks.History:
         """Train for `epochs` passes over ``(x, y)`` and return the History.
 
@@ -269,13 +274,18 @@ class Trainer:
             on a terminal or in a notebook, and prints one line per epoch
             anywhere else (a log file, a pipe); 2 always prints one line per
             epoch: ``Epoch 3/10 - 12 batches - 0.05s - loss: 0.4821``.
+        communicator : xpnet.distributed.Communicator, optional
+            Train data-parallel with the other processes of `communicator`,
+            each on its own rows (see the guide's "Scaling out" page).
         """
         self._require_compiled("fit")
         schedule = _training.Schedule(epochs, initial_epoch, batch_size, shuffle, verbose)
         schedule.check(validation_split, validation_data, callbacks)
         # A diverging run shows in its loss, the same way on every backend.
-        with self._rollback(), quiet_float_errors():
+        with self._rollback(), quiet_float_errors(), self._workers(communicator):
             data = self._prepare(x, y, sample_weight, class_weight)
+            if communicator is not None:
+                callbacks = _training.start_workers(self, communicator, data, schedule, callbacks)
             val = None
             if validation_data is not None:
                 val = self._prepare(*validation_data, suffix="_val")
@@ -334,7 +344,7 @@ class Trainer:
             xs = self._features(x, checks)
             checks.raise_first()
             spans = _training.batches(int(xs.shape[0]), batch_size or PREDICT_CHUNK)
-            progress = _training.Progress(verbose, "Predict", len(spans))
+            progress = _progress.Progress(verbose, "Predict", len(spans))
             parts = []
             for start, stop in spans:
                 parts.append(self.forward(xs[start:stop, ...])[0])
@@ -374,6 +384,15 @@ class Trainer:
             if data is None:
                 data = self._prepare(x, y, sample_weight, class_weight)
             return float(to_numpy(self.train_step(data.x, data.y, data.sample_weight).loss))
+
+    @contextlib.contextmanager
+    def _workers(self, communicator: Any) -> Iterator[None]:
+        """Within the block, the steps and totals reduce over `communicator`."""
+        self._communicator = communicator
+        try:
+            yield
+        finally:
+            del self._communicator
 
     def _unplaced_on_error(self) -> contextlib.AbstractContextManager[None]:
         """On a model not yet tied to a library, the first data chooses one

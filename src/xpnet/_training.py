@@ -19,20 +19,17 @@ never stalled by the host (docs/backends.md):
 from __future__ import annotations
 
 import contextlib
+import math
 import signal
-import sys
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from xpnet import callbacks as _callbacks
 from xpnet._backend import Backend, asarray, backend_of, host_rng, namespace, to_numpy
+from xpnet._progress import Progress
 from xpnet._typing import Array
-
-# How often (seconds) the progress bar reads the running loss from the device.
-REFRESH_SECONDS = 0.5
 
 
 @dataclass
@@ -101,8 +98,10 @@ class Totals:
         metrics: Sequence[Any],
         logits: bool,
         probabilities: Callable[[Array], Array] | None = None,
+        reduce: Callable[[Array], Array] | None = None,
     ) -> None:
         self.xp = xp
+        self.reduce = reduce
         self.metrics = list(metrics)
         self.logits = logits
         self.probabilities = probabilities
@@ -140,6 +139,8 @@ class Totals:
     def logs(self, prefix: str = "") -> dict[str, float]:
         """The mean loss and every metric's value, read in one transfer."""
         xp = self.xp
+        if self.reduce is not None:
+            self._sum_over_workers()
         results = [m.result(s) for m, s in zip(self.metrics, self.states, strict=True)]
         values = to_numpy(xp.stack([xp.reshape(v, ()) for v in [self.loss, *results]]))
         values = values.tolist()
@@ -147,6 +148,21 @@ class Totals:
         for metric, value in zip(self.metrics, values[1:], strict=True):
             logs[prefix + metric.name] = value / self.count if metric.averaged else value
         return logs
+
+    def _sum_over_workers(self) -> None:
+        """Replace the loss, count and metric states by their sums over every
+        worker (one collective), so each worker's logs are those of all the
+        data."""
+        xp, loss = self.xp, self.loss
+        parts = [xp.reshape(loss, (1,)), xp.reshape(xp.full_like(loss, self.count), (1,))]
+        parts += [xp.reshape(xp.astype(s, loss.dtype), (-1,)) for s in self.states]
+        total = self.reduce(xp.concat(parts))
+        self.loss, self.count = total[0], round(float(to_numpy(total[1])))
+        at = 2
+        for i, state in enumerate(self.states):
+            size = math.prod(state.shape)
+            self.states[i] = xp.astype(xp.reshape(total[at : at + size], state.shape), state.dtype)
+            at += size
 
 
 class CallbackList:
@@ -228,6 +244,21 @@ class Schedule:
         for cb in callbacks or []:
             if not isinstance(cb, _callbacks.Callback):
                 raise TypeError(f"callbacks must be Callback instances, got {type(cb).__name__}")
+
+
+def start_workers(model, communicator, data, schedule, callbacks):
+    """Begin a data-parallel fit: check every rank cuts as many batches,
+    give all the root's weights and optimizer state; only the root reports
+    and writes checkpoints. Returns this rank's callbacks."""
+    from xpnet import distributed
+
+    size = data.n if schedule.batch_size is None else min(schedule.batch_size, data.n)
+    distributed.check_consistent(communicator, batches_per_epoch=-(-data.n // size))
+    distributed.sync_model(model, communicator)
+    if communicator.rank == 0:
+        return callbacks
+    schedule.verbose = 0
+    return [cb for cb in callbacks or [] if not isinstance(cb, _callbacks.ModelCheckpoint)]
 
 
 def fit_loop(
@@ -325,77 +356,6 @@ def check_verbose(verbose: Any) -> int:
     if isinstance(verbose, bool) or verbose not in (0, 1, 2):
         raise ValueError(f"verbose must be 0, 1, 2 or 'auto', got {verbose!r}")
     return int(verbose)
-
-
-def interactive(stream: Any) -> bool:
-    """Whether a progress bar can redraw itself on `stream`: a terminal, or
-    the output of a Jupyter kernel. Elsewhere (a log file, a pipe, CI) a bar
-    would leave one copy of itself per refresh."""
-    try:
-        if stream.isatty():
-            return True
-    except (AttributeError, ValueError):  # no isatty, or a closed stream
-        return False
-    return "ipykernel" in sys.modules
-
-
-def format_logs(logs: dict[str, float]) -> str:
-    """``loss: 0.1234 - accuracy: 0.9500``; tiny values in e-notation."""
-    return " - ".join(
-        f"{k}: {v:.4f}" if v == 0 or not 0 < abs(v) < 1e-3 else f"{k}: {v:.4e}"
-        for k, v in logs.items()
-    )
-
-
-class Progress:
-    """Reports a pass over `total` batches (an epoch, an evaluation, a
-    prediction) and decides when the running loss may be read from the device.
-
-    ``verbose=1`` draws a tqdm bar on a terminal or in a notebook; on any
-    other output, and at ``verbose=2``, it prints one line when the pass
-    ends, like ``Epoch 3/10 - 12 batches - 0.05s - loss: 0.4821``, and
-    never reads the device mid-pass. ``verbose=0`` is silent.
-    """
-
-    def __init__(self, verbose: int, desc: str, total: int) -> None:
-        self.bar = None
-        self.desc, self.total = desc, total
-        self.line = verbose == 2 or (verbose == 1 and not interactive(sys.stderr))
-        if verbose == 1 and not self.line:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(
-                total=total, desc=desc, unit="batch", leave=True, dynamic_ncols=True,
-            )  # fmt: skip
-        self._start = self._last = time.monotonic()
-
-    def due(self) -> bool:
-        """Whether a refresh (and so a device read) is due now."""
-        if self.bar is None:
-            return False
-        now = time.monotonic()
-        if now - self._last >= REFRESH_SECONDS:
-            self._last = now
-            return True
-        return False
-
-    def advance(self, logs: dict[str, float] | None = None, n: int = 1) -> None:
-        if self.bar is None:
-            return
-        self.bar.update(n)
-        if logs:
-            self.bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=False)
-
-    def close(self, logs: dict[str, float] | None = None) -> None:
-        logs = logs or {}
-        if self.line:
-            seconds = time.monotonic() - self._start
-            parts = [self.desc, f"{self.total} batches", f"{seconds:.2f}s"]
-            print(" - ".join([*parts, format_logs(logs)] if logs else parts), flush=True)
-        if self.bar is None:
-            return
-        self.bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=False)
-        self.bar.close()
 
 
 class DeferredInterrupt:

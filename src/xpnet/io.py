@@ -11,7 +11,6 @@ a crash mid-save leaves the previous file untouched.
 from __future__ import annotations
 
 import functools
-
 import json
 import os
 import zipfile

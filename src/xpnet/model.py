@@ -301,11 +301,13 @@ class Sequential(Trainer, Weights):
         then the update. ``fit`` and :meth:`train_on_batch` call this; override
         it to change how a batch trains. The returned gradients may have been
         consumed by the update (overwritten in place)."""
-        return self._step_plan(y, sample_weight).train(
-            x, y, sample_weight, self.__dict__.get("_communicator")
-        )
+        plan, communicator = self._step_plan(y, sample_weight), self.__dict__.get("_communicator")
+        if type(self).compute_gradients is not Sequential.compute_gradients:  # a subclass's
+            return plan.update(self.compute_gradients(x, y, sample_weight), communicator)
+        return plan.train(x, y, sample_weight, communicator)
 
-    _planned_train_step = train_step  # fit compiles this step, not an override
+    # fit compiles these, not an override of them
+    _planned_train_step, _planned_gradients = train_step, compute_gradients
 
     def _step_plan(self, y: Array, sample_weight: Array | None) -> StepPlan:
         """The plan for this model's step (made once per configuration)."""

@@ -13,6 +13,8 @@ to predict, a chunk of rows) at a time, never whole.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,13 +25,16 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from xpnet import losses as _losses
 from xpnet import optimizers as _optimizers
 from xpnet._backend import (
+    BACKENDS,
     asarray,
     backend_of,
     dtype_name,
+    get_backend,
     is_device_array,
     namespace,
     to_numpy,
 )
+from xpnet._backend.devices import list_devices
 from xpnet.models import _loop
 from xpnet.models._objective import SKLEARN_ACTIVATIONS, L2Sequential, dense_stack
 
@@ -104,7 +109,7 @@ class _XpnetEstimator(BaseEstimator):
     # -------------------------------------------------------------- data
 
     def _validate_x(self, X: Any, reset: bool) -> Any:
-        if is_device_array(X):
+        if is_device_data(X):
             if X.ndim != 2:
                 raise ValueError(f"X must be 2-D (n_samples, n_features), got {tuple(X.shape)}")
             n_features = int(X.shape[1])
@@ -118,14 +123,16 @@ class _XpnetEstimator(BaseEstimator):
             return X
         return validate_data(self, X, reset=reset, dtype="numeric", accept_sparse="csr")
 
-    def _validate_xy(self, X: Any, y: Any, *, multi_output: bool) -> tuple[Any, Any]:
-        if is_device_array(X):
-            X = self._validate_x(X, reset=True)
-            if is_device_array(y) and int(y.shape[0]) != int(X.shape[0]):
+    def _validate_xy(
+        self, X: Any, y: Any, *, multi_output: bool, reset: bool = True
+    ) -> tuple[Any, Any]:
+        if is_device_data(X):
+            X = self._validate_x(X, reset=reset)
+            if is_device_data(y) and int(y.shape[0]) != int(X.shape[0]):
                 raise ValueError(f"X has {X.shape[0]} samples but y has {y.shape[0]}")
             return X, y
         return validate_data(
-            self, X, y, reset=True, dtype="numeric", accept_sparse="csr",
+            self, X, y, reset=reset, dtype="numeric", accept_sparse="csr",
             multi_output=multi_output, y_numeric=not self._is_classifier(),
         )  # fmt: skip
 
@@ -134,17 +141,14 @@ class _XpnetEstimator(BaseEstimator):
         return False
 
     def _sample_weight(self, sample_weight: Any, X: Any) -> Any:
-        if sample_weight is None or is_device_array(sample_weight):
+        if sample_weight is None or is_device_data(sample_weight):
             return sample_weight
         return _check_sample_weight(sample_weight, X)
 
     # -------------------------------------------------------------- fitting
 
-    def _fit_network(self, X: Any, y: Any, sample_weight: Any, head: Head) -> None:
-        """Build the network for `head`, train it on ``(X, y)``, and set the
-        fitted attributes, all at the end: a fit that raises leaves the
-        estimator as it was."""
-        self._check_params(int(X.shape[0]))
+    def _new_model(self, X: Any, head: Head) -> L2Sequential:
+        """The untrained, compiled network for `X` and `head`."""
         model = L2Sequential(
             dense_stack(int(X.shape[1]), self._hidden(), self._hidden_activation(),
                         head.n_outputs, head.activation, self.kernel_initializer),
@@ -154,23 +158,78 @@ class _XpnetEstimator(BaseEstimator):
         model.compile(loss=head.loss, optimizer=self._optimizer())
         if issparse(X):  # dense data builds (and places) the model in prepare
             model.build(int(X.shape[1]))
+        return model
+
+    def _plan(self, n: int, epochs: int, stopping: _loop.Stopping | None) -> _loop.Plan:
+        return _loop.Plan(
+            epochs=epochs, batch_size=self._batch_size(n), shuffle=getattr(self, "shuffle", True),
+            seed=self.seed, stopping=stopping, verbose=int(self.verbose), name=type(self).__name__,
+        )  # fmt: skip
+
+    def _fit_network(self, X: Any, y: Any, sample_weight: Any, head: Head) -> None:
+        """Build the network for `head`, train it on ``(X, y)``, and set the
+        fitted attributes, all at the end: a fit that raises leaves the
+        estimator as it was."""
+        self._check_params(int(X.shape[0]))
+        model = self._new_model(X, head)
         val = None
         if getattr(self, "early_stopping", False):
             (X, y, sample_weight), val = self._split(X, y, sample_weight, head.stratify)
-        rows = (_loop.SparseRows if issparse(X) else _loop.DenseRows)(model, X, y, sample_weight)
-        plan = _loop.Plan(
-            epochs=self.epochs, batch_size=self._batch_size(rows.n),
-            shuffle=getattr(self, "shuffle", True), seed=self.seed, verbose=int(self.verbose),
-            name=type(self).__name__,
-        )  # fmt: skip
+        rows = _training_rows(model, X, y, sample_weight)
+        stopping = None
         if self._stops:
-            plan.stopping = _loop.Stopping(self.tol, self.n_iter_no_change, val is not None)
+            stopping = _loop.Stopping(self.tol, self.n_iter_no_change, val is not None)
+        plan = self._plan(rows.n, self.epochs, stopping)
         if val is not None:
             plan.score = lambda: self._validation_score(model, *val)
         record = _loop.train(model, rows, plan)
         if self._stops and not record.converged and len(record.loss_curve) == self.epochs:
             _loop.warn_not_converged(type(self).__name__, self.epochs, self.tol, val is not None)
-        self._set_fitted(model, record, plan)
+        self._set_fitted(model, record, plan, rows.n, resume=False)
+
+    def _partial_fit_network(self, X: Any, y: Any, sample_weight: Any, head: Head) -> None:
+        """One epoch over ``(X, y)``, continuing the network, its optimizer and
+        the stopping rule's count where the last fit or partial_fit left them
+        (the first call builds the network for `head`): scikit-learn's MLP
+        ``partial_fit``. The caller runs it under :meth:`_kept_on_error`."""
+        if getattr(self, "early_stopping", False):
+            raise ValueError("partial_fit does not support early_stopping=True")
+        self._check_params(int(X.shape[0]))
+        resume = hasattr(self, "model_")
+        model = self.model_ if resume else self._new_model(X, head)
+        model.alpha = float(self.alpha)  # read on every call, as scikit-learn does
+        rows = _training_rows(model, X, y, sample_weight)
+        stopping = None
+        if self._stops:
+            stopping = _loop.Stopping(self.tol, self.n_iter_no_change, on_score=False)
+            last = getattr(self, "_stopping", None) if resume else None
+            if last is not None and not last.on_score:
+                stopping.best, stopping.count = last.best, last.count
+        plan = self._plan(rows.n, 1, stopping)
+        self._set_fitted(model, _loop.train(model, rows, plan), plan, rows.n, resume=resume)
+
+    @contextlib.contextmanager
+    def _kept_on_error(self, *, in_place: bool) -> Iterator[None]:
+        """A call that raises leaves the estimator as it was: its attributes
+        and, when it trains the fitted network `in_place` (partial_fit), that
+        network's weights and optimizer state (a Ctrl-C is not an error: it
+        keeps what was trained)."""
+        saved = dict(self.__dict__)
+        model = saved.get("model_") if in_place else None
+        state = None
+        if model is not None:
+            state = (model.get_weights(), model.optimizer.get_state(), model.alpha)
+        try:
+            yield
+        except Exception:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            if state is not None:
+                weights, optimizer_state, model.alpha = state
+                model.set_weights(weights)
+                model.optimizer.set_state(optimizer_state, model.placement, model.dtype)
+                self._expose_weights()  # the old views may show the steps that ran
+            raise
 
     def _check_stopping_params(self) -> None:
         if isinstance(self.tol, bool) or not self.tol >= 0:
@@ -218,30 +277,47 @@ class _XpnetEstimator(BaseEstimator):
     def _score_outputs(self, out: Any, y: Any, w: Any) -> float:
         raise NotImplementedError
 
-    def _set_fitted(self, model: Any, record: _loop.Record, plan: _loop.Plan) -> None:
+    def _set_fitted(
+        self, model: Any, record: _loop.Record, plan: _loop.Plan, n: int, *, resume: bool
+    ) -> None:
+        """The fitted attributes after a run over `n` rows; `resume` (a
+        partial_fit that continues) extends the loss curve and sample count."""
         self.model_ = model
-        self.loss_curve_ = list(record.loss_curve)
-        self.n_iter_ = len(self.loss_curve_)
-        last = model.layers[-1].params
-        xp = model.placement.xp
-        self.coef_ = xp.permute_dims(last["kernel"], (1, 0))
-        self.intercept_ = last["bias"] if "bias" in last else xp.zeros_like(last["kernel"][0, ...])
+        self.loss_curve_ = [*(self.loss_curve_ if resume else ()), *record.loss_curve]
+        self.n_iter_ = len(record.loss_curve)  # this call's epochs, as scikit-learn
+        self.t_ = (self.t_ if resume else 0) + n * self.n_iter_
+        self._expose_weights()
         if not self._stops:
             return
-        self.coefs_ = [layer.params["kernel"] for layer in model.layers]
-        self.intercepts_ = [layer.params["bias"] for layer in model.layers]
+        self._stopping = plan.stopping
         self.loss_ = self.loss_curve_[-1] if self.loss_curve_ else None
         early = plan.score is not None
         self.validation_scores_ = list(record.validation_scores) if early else None
         self.best_validation_score_ = plan.stopping.best if early else None
         self.best_loss_ = None if early else plan.stopping.best
 
+    def _expose_weights(self) -> None:
+        """``coef_`` and ``intercept_`` (the output layer's; 1-D for a single
+        target given as a vector) and the MLPs' ``coefs_`` and ``intercepts_``:
+        the network's current parameters."""
+        model = self.model_
+        last = model.layers[-1].params
+        xp = model.placement.xp
+        coef = xp.permute_dims(last["kernel"], (1, 0))
+        intercept = last["bias"] if "bias" in last else xp.zeros_like(last["kernel"][0, ...])
+        if getattr(self, "_y_1d", False):
+            coef, intercept = coef[0, ...], intercept[0]
+        self.coef_, self.intercept_ = coef, intercept
+        if self._stops:
+            self.coefs_ = [layer.params["kernel"] for layer in model.layers]
+            self.intercepts_ = [layer.params["bias"] for layer in model.layers]
+
     # -------------------------------------------------------------- predicting
 
     def _raw_predict(self, X: Any) -> tuple[Any, bool]:
         """The network's output for `X`, and whether `X` was device data."""
         check_is_fitted(self, "model_")
-        on_device = is_device_array(X)
+        on_device = is_device_data(X)
         X = self._validate_x(X, reset=False)
         return _network_output(self.model_, X), on_device
 
@@ -258,11 +334,28 @@ class _XpnetEstimator(BaseEstimator):
 
         _export.export(self, filepath, format)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Device objects do not all pickle (JAX's): keep the name of the device.
+        state = super().__getstate__()
+        device, name = state.get("device"), state.get("backend")
+        if device is not None and not isinstance(device, str) and isinstance(name, str):
+            tokens = [t for t in list_devices(name) if get_backend(name, t).device == device]
+            state["device"] = tokens[0] if tokens else device
+        return state
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.non_deterministic = False
         tags.input_tags.sparse = True
         return tags
+
+
+def is_device_data(a: Any) -> bool:
+    """Whether `a` is an array of a library xpnet trains on (CuPy, PyTorch,
+    JAX, array-api-strict), which stays where it lives. Any other array
+    object, a Dask array say, is host data that scikit-learn's validation
+    reads into NumPy, as scikit-learn's own estimators do."""
+    return is_device_array(a) and backend_of(a).name in BACKENDS
 
 
 def _network_output(model: Any, X: Any) -> Any:
@@ -277,11 +370,16 @@ def _network_output(model: Any, X: Any) -> Any:
     return parts[0] if len(parts) == 1 else model.placement.xp.concat(parts, axis=0)
 
 
+def _training_rows(model: Any, X: Any, y: Any, w: Any) -> _loop.DenseRows | _loop.SparseRows:
+    """The loop's rows: dense data is checked and placed here, once."""
+    return (_loop.SparseRows if issparse(X) else _loop.DenseRows)(model, X, y, w)
+
+
 def _rows(a: Any, index: Any) -> Any:
     """Rows `index` (a NumPy integer array) of host, sparse or device data."""
     if a is None:
         return None
-    if is_device_array(a):
+    if is_device_data(a):
         return namespace(a).take(a, asarray(index, backend_of(a)), axis=0)
     return a[index]
 

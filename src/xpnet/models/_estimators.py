@@ -48,9 +48,14 @@ _FITTED = """
         (n_outputs,), in the training backend's namespace.
     loss_curve_ : list of float
         The training loss of each epoch, penalty included (with full
-        batches: the loss before each update).
+        batches: the loss before each update); each ``partial_fit`` call
+        appends its epoch.
     n_iter_ : int
-        Epochs run.
+        Epochs run by the last call (1 after ``partial_fit``, as in
+        scikit-learn).
+    t_ : int
+        Training samples seen, over every call since the last ``fit``
+        (rows times epochs).
     model_ : xpnet.Sequential
         The trained network.
     n_features_in_ : int

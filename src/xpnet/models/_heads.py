@@ -13,7 +13,7 @@ from typing import Any
 
 from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.preprocessing import LabelBinarizer, LabelEncoder
-from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
 from sklearn.utils.validation import column_or_1d
 
 from xpnet import losses as _losses
@@ -21,12 +21,11 @@ from xpnet._backend import (
     asarray,
     backend_of,
     device_of,
-    is_device_array,
     namespace,
     quiet_float_errors,
     to_numpy,
 )
-from xpnet.models._base import Head, _host, _XpnetEstimator
+from xpnet.models._base import Head, _host, _XpnetEstimator, is_device_data
 
 
 class _ClassifierBase(ClassifierMixin, _XpnetEstimator):
@@ -45,27 +44,86 @@ class _ClassifierBase(ClassifierMixin, _XpnetEstimator):
         """Fit on ``X`` of shape (n_samples, n_features) (dense or
         ``scipy.sparse``) and labels ``y`` of shape (n_samples,), or, where
         supported, a multilabel indicator matrix of shape (n_samples, n_labels)."""
-        X, y = self._validate_xy(X, y, multi_output=self._multilabel)
-        host_y = to_numpy(y) if is_device_array(y) else y
+        with self._kept_on_error(in_place=False):
+            self._fit_labels(X, y, sample_weight, None)
+        return self
+
+    def partial_fit(
+        self, X: Any, y: Any, classes: Any = None, sample_weight: Any = None
+    ) -> _ClassifierBase:
+        """One epoch of mini-batch training on ``(X, y)``, continuing from the
+        current weights and optimizer state (scikit-learn's MLP ``partial_fit``).
+
+        `classes` (every label the calls will see) is required on the first
+        call and, if given later, must be the same; labels of ``y`` outside
+        it are refused. A call that raises changes nothing.
+        ``early_stopping=True`` is refused; ``fit`` starts over.
+        """
+        with self._kept_on_error(in_place=True):
+            self.classes_ = self._partial_fit_classes(classes)
+            self._fit_labels(X, y, sample_weight, self.classes_)
+        return self
+
+    def _partial_fit_classes(self, classes: Any) -> Any:
+        """scikit-learn's rule: `classes` on the first call, the same ones after."""
+        known = getattr(self, "classes_", None)
+        if classes is None:
+            if known is None:
+                raise ValueError("classes must be passed on the first call to partial_fit.")
+            return known
+        given = unique_labels(classes)
+        if known is not None and given.tolist() != known.tolist():
+            raise ValueError(
+                f"`classes={classes!r}` is not the same as on last call to partial_fit, "
+                f"was: {known!r}"
+            )
+        if len(given) < 2:
+            raise ValueError(f"{type(self).__name__} needs at least 2 classes, got {classes!r}")
+        return given
+
+    def _fit_labels(self, X: Any, y: Any, sample_weight: Any, classes: Any) -> None:
+        """`fit` (`classes` None: from ``y``, and a new network) or one
+        `partial_fit` epoch (over the given `classes`)."""
+        partial = classes is not None
+        resume = partial and hasattr(self, "model_")
+        X, y = self._validate_xy(X, y, multi_output=self._multilabel, reset=not resume)
+        host_y = to_numpy(y) if is_device_data(y) else y
         if host_y.ndim == 2 and host_y.shape[1] == 1:
             host_y = column_or_1d(host_y, warn=True)
         sample_weight = self._sample_weight(sample_weight, X)
         if host_y.ndim == 2:
             head, targets, classes, sample_weight = self._multilabel_head(
-                X, y, host_y, sample_weight
+                X, y, host_y, sample_weight, classes
             )
         else:
-            head, targets, classes = self._label_head(X, host_y)
-        self._fit_network(X, targets, sample_weight, head)
+            head, targets, classes = self._label_head(X, host_y, classes)
+        n_labels = head.n_outputs if host_y.ndim == 2 else 0
+        if resume and n_labels != self._n_labels:
+            raise ValueError(
+                f"y of shape {host_y.shape} does not match the earlier calls' "
+                + (f"indicator matrices of {self._n_labels} labels" if self._n_labels else "labels")
+            )
+        if partial:
+            self._partial_fit_network(X, targets, sample_weight, head)
+        else:
+            self._fit_network(X, targets, sample_weight, head)
         self.classes_ = classes
-        self._n_labels = head.n_outputs if host_y.ndim == 2 else 0
-        return self
+        self._n_labels = n_labels
 
-    def _label_head(self, X: Any, host_y: Any) -> tuple[Any, Any, Any]:
-        """Binary or multiclass labels, encoded as 0..k-1."""
+    def _label_head(self, X: Any, host_y: Any, classes: Any) -> tuple[Any, Any, Any]:
+        """Binary or multiclass labels, encoded as 0..k-1 over `classes`
+        (None: the labels found in ``host_y``)."""
         check_classification_targets(host_y)
-        encoder = LabelEncoder()
-        codes = encoder.fit_transform(host_y)
+        if classes is not None:
+            seen = unique_labels(host_y)
+            known = set(classes.tolist())
+            if any(label not in known for label in seen.tolist()):
+                raise ValueError(
+                    "`y` has classes not in `self.classes_`. "
+                    f"`self.classes_` has {classes}. 'y' has {seen}."
+                )
+        encoder = LabelEncoder().fit(host_y if classes is None else classes)
+        codes = encoder.transform(host_y)
         n_classes = len(encoder.classes_)
         if n_classes < 2:
             raise ValueError(
@@ -78,15 +136,18 @@ class _ClassifierBase(ClassifierMixin, _XpnetEstimator):
         else:
             head = Head(_losses.SparseCategoricalCrossentropy(), n_classes, "softmax", codes)
             targets = codes
-        if is_device_array(X):
+        if is_device_data(X):
             targets = asarray(targets, backend_of(X))
         return head, targets, encoder.classes_
 
-    def _multilabel_head(self, X: Any, y: Any, host_y: Any, w: Any) -> tuple[Any, ...]:
+    def _multilabel_head(
+        self, X: Any, y: Any, host_y: Any, w: Any, given: Any = None
+    ) -> tuple[Any, ...]:
         """A multilabel indicator matrix: one sigmoid unit per label. Each
         sample's weight is multiplied by the number of labels, so that the
         loss sums the labels' binary cross-entropies (scikit-learn's loss)
-        instead of averaging them."""
+        instead of averaging them. `given` classes (partial_fit) must be the
+        column indices."""
         kind = type_of_target(host_y)
         if kind != "multilabel-indicator":
             raise ValueError(
@@ -94,14 +155,19 @@ class _ClassifierBase(ClassifierMixin, _XpnetEstimator):
                 f"indicator matrix of 0/1; y of shape {host_y.shape} is {kind!r}"
             )
         classes = LabelBinarizer().fit(host_y).classes_
+        if given is not None and given.tolist() != classes.tolist():
+            raise ValueError(
+                f"for an indicator matrix y of {len(classes)} labels, classes must be "
+                f"{classes.tolist()} (the column indices), got {given.tolist()}"
+            )
         k = int(host_y.shape[1])
         n = int(host_y.shape[0])
-        if is_device_array(X):
+        if is_device_data(X):
             xp = namespace(X)
             w = xp.full((n,), float(k), device=device_of(X)) if w is None else w * float(k)
         else:
             w = (self._sample_weight([1.0] * n, X) if w is None else w) * float(k)
-        targets = y if is_device_array(X) else host_y
+        targets = y if is_device_data(X) else host_y
         return Head(_losses.BinaryCrossentropy(), k, "sigmoid"), targets, classes, w
 
     def _score_outputs(self, out: Any, y: Any, w: Any) -> float:
@@ -170,15 +236,37 @@ class _RegressorBase(RegressorMixin, _XpnetEstimator):
         """Fit on ``X`` of shape (n_samples, n_features) (dense or
         ``scipy.sparse``) and targets ``y`` of shape (n_samples,) or
         (n_samples, n_targets)."""
-        X, y = self._validate_xy(X, y, multi_output=True)
+        with self._kept_on_error(in_place=False):
+            self._fit_targets(X, y, sample_weight, partial=False)
+        return self
+
+    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> _RegressorBase:
+        """One epoch of mini-batch training on ``(X, y)``, continuing from the
+        current weights and optimizer state (scikit-learn's MLP
+        ``partial_fit``); ``y`` must have as many targets as on the first
+        call. A call that raises changes nothing. ``early_stopping=True`` is
+        refused; ``fit`` starts over."""
+        with self._kept_on_error(in_place=True):
+            self._fit_targets(X, y, sample_weight, partial=True)
+        return self
+
+    def _fit_targets(self, X: Any, y: Any, sample_weight: Any, *, partial: bool) -> None:
+        resume = partial and hasattr(self, "model_")
+        X, y = self._validate_xy(X, y, multi_output=True, reset=not resume)
         sample_weight = self._sample_weight(sample_weight, X)
         n_outputs = 1 if y.ndim == 1 else int(y.shape[1])
-        self._fit_network(X, y, sample_weight, Head(self._loss(), n_outputs, None))
-        self._y_1d = y.ndim == 1
-        if self._y_1d:
-            self.coef_ = self.coef_[0, ...]
-            self.intercept_ = self.intercept_[0]
-        return self
+        if resume and n_outputs != self.model_.output_dim:
+            raise ValueError(
+                f"y has {n_outputs} targets, but {type(self).__name__} was fitted on "
+                f"{self.model_.output_dim}"
+            )
+        if not resume:
+            self._y_1d = y.ndim == 1
+        head = Head(self._loss(), n_outputs, None)
+        if partial:
+            self._partial_fit_network(X, y, sample_weight, head)
+        else:
+            self._fit_network(X, y, sample_weight, head)
 
     def _score_outputs(self, out: Any, y: Any, w: Any) -> float:
         from sklearn.metrics import r2_score
