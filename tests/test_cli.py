@@ -43,9 +43,9 @@ def test_demo_reports_each_epoch(capsys, monkeypatch):
     assert cli.main(["demo", "--epochs", "2", "--plot", ""]) == 0
     assert "Epoch 2/2 - " in capsys.readouterr().out
     # on a terminal: a progress bar, on stderr
-    from xpnet import _training
+    from xpnet import _progress
 
-    monkeypatch.setattr(_training, "interactive", lambda stream: True)
+    monkeypatch.setattr(_progress, "interactive", lambda stream: True)
     assert cli.main(["demo", "--epochs", "2", "--plot", ""]) == 0
     assert "Epoch 2/2" in capsys.readouterr().err
 
@@ -114,12 +114,15 @@ def test_bench_prints_and_writes_json(tmp_path, capsys):
         "size",
         "phase",
         "samples_per_s",
+        "seconds",
         "floor_ratio",
         "torch_ratio",
+        "hand_ratio",
     }
     assert all(set(r) == fields for r in records)
     ours = [r for r in records if r["backend"] == "numpy"]
-    assert [r["phase"] for r in ours] == ["forward", "backward", "step"]
+    assert [r["phase"] for r in ours] == ["forward", "backward", "step", "train_on_batch", "fit"]
+    assert all(r["hand_ratio"] > 0 for r in ours if r["phase"] not in ("forward", "backward"))
     assert all(r["samples_per_s"] > 0 and r["floor_ratio"] > 0 for r in ours)
     assert {r["backend"] for r in records} >= {"numpy", "numpy-handwritten", "sklearn"}
     if importlib.util.find_spec("torch") is not None:

@@ -266,7 +266,11 @@ def test_train_on_batch_fast_path_equals_the_checked_path(placement):
 
 @pytest.mark.parametrize(
     ("bad", "message"),
-    [("nan", "x contains NaN"), ("inf", "x contains NaN"), ("label", r"labels must be in \[0, 3\)")],
+    [
+        ("nan", "x contains NaN"),
+        ("inf", "x contains NaN"),
+        ("label", r"labels must be in \[0, 3\)"),
+    ],
 )
 def test_train_on_batch_fast_path_still_refuses_bad_values(placement, bad, message):
     model = build(placement)

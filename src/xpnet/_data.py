@@ -26,6 +26,7 @@ from xpnet._backend import (
     reduce_sum,
     to_numpy,
 )
+from xpnet._dask import is_dask_array
 from xpnet._training import Data
 from xpnet._typing import Array, DType
 
@@ -49,6 +50,11 @@ def to_device(data: Any, backend: Backend, name: str, dtype: Any = None) -> Arra
     arrays of any other library are refused."""
     if is_host_data(data):
         return asarray(host_numeric(data, name), backend, dtype)
+    if is_dask_array(data):
+        raise TypeError(
+            f"{name} is a Dask array: fit, evaluate and predict stream its blocks; "
+            "elsewhere call .compute() first"
+        )
     try:
         xp = namespace(data)
     except TypeError:

@@ -88,6 +88,20 @@ class StepPlan:
         return step
 
 
+def why_not_compiled(model: Any, compiler: Any, overridden: bool, communicator: Any) -> str | None:
+    """Why `model`'s fit cannot run compiled (None when it can)."""
+    if compiler is None:
+        return f"the {model.placement.name} backend has no step compiler (JAX has)"
+    if overridden:
+        return "the model overrides train_step or compute_gradients"
+    if communicator is not None:
+        return "gradients are averaged over workers between backward and update"
+    drawing = [layer.name for layer in model.layers if layer.draws_on_host]
+    if drawing:
+        return f"layer {drawing[0]!r} draws on the host in training"
+    return None
+
+
 def eager_epoch(
     model: Any, data: Data, spans: list[tuple[int, int]], totals: Totals, group: int
 ) -> Iterator[int]:
@@ -183,6 +197,7 @@ class CompiledSteps:
         return found
 
     def _scan_for(self, size: int):
+        """The compiled scan over full batches (traced once per run length)."""
         if self._scan is None:
             one = self._program(size)
 
@@ -207,6 +222,8 @@ class CompiledSteps:
                 opt._slots_for(key, p)
         slots = [opt.state[key] for key in self.names]
         buffers = [layer.buffers[name] for layer, name in self.buffer_keys]
+        if totals.count:  # a later block of a streamed epoch: carry on
+            return params, buffers, slots, (totals.loss, list(totals.states))
         return params, buffers, slots, self._empty_totals(totals, data, size)
 
     def _empty_totals(self, totals: Totals, data: Data, size: int) -> Any:
@@ -259,11 +276,11 @@ class CompiledSteps:
         state = self._pack(totals, data, size)
         x, y, w = data.x, data.y, data.sample_weight
         dtype = float_dtype(self.model.placement.xp, self.model.dtype)
-        b = 0
+        b, base = 0, totals.count
         try:
             while b < len(spans):
                 full = [s for s in spans[b : b + self.group] if s[1] - s[0] == size]
-                if self.group > 1 and len(full) == self.group:
+                if len(full) > 1:  # a run of full batches: one scan over them
                     starts = self._constant([s[0] for s in full], "int32")
                     hypers = self._constant(self._hypers(len(full)), dtype)
                     state = self._scan_for(size)(state, x, y, w, starts, hypers)
@@ -273,7 +290,7 @@ class CompiledSteps:
                     (hyper,) = self._hypers(1)
                     state = self._single_for(stop - start)(state, x, y, w, start, hyper)
                     b += 1
-                totals.count = spans[b - 1][1]
+                totals.count = base + spans[b - 1][1]
                 yield b - 1
         finally:
             self._unpack(state)

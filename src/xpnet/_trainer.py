@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from xpnet import _data, _plan, _progress, _training
+from xpnet import _dask, _data, _plan, _progress, _training
 from xpnet import callbacks as _callbacks
 from xpnet import losses as _losses
 from xpnet import metrics as _metrics
@@ -23,6 +24,7 @@ from xpnet import optimizers as _optimizers
 from xpnet._backend import copy_array, is_host_rng, quiet_float_errors, to_numpy
 from xpnet._backend.compiler import compiler_for
 from xpnet._typing import Array
+from xpnet._validation import check_positive_int
 from xpnet.layers import Layer
 
 # Rows per forward pass in predict/evaluate (any size gives the same result).
@@ -75,14 +77,7 @@ class Trainer:
                 raise TypeError(f"metric must be a name or a Metric, got {type(m).__name__}")
         if not (isinstance(jit_compile, bool) or jit_compile == "auto"):
             raise ValueError(f"jit_compile must be 'auto', True or False, got {jit_compile!r}")
-        if (
-            isinstance(steps_per_execution, bool)
-            or not isinstance(steps_per_execution, int)
-            or steps_per_execution < 1
-        ):
-            raise ValueError(
-                f"steps_per_execution must be an int >= 1, got {steps_per_execution!r}"
-            )
+        check_positive_int("steps_per_execution", steps_per_execution)
         self.loss, self.optimizer, self._metric_names = loss, optimizer, names
         self.jit_compile, self.steps_per_execution = jit_compile, steps_per_execution
         self._forget_plans()
@@ -149,19 +144,10 @@ class Trainer:
         if wanted is False:
             return None
         compiler = compiler_for(self._placement)
-        why = None
-        if compiler is None:
-            why = f"the {self._placement.name} backend has no step compiler (JAX has)"
-        elif type(self).train_step is not type(self)._planned_train_step or (
+        overridden = type(self).train_step is not type(self)._planned_train_step or (
             type(self).compute_gradients is not type(self)._planned_gradients
-        ):
-            why = "the model overrides train_step or compute_gradients"
-        elif self.__dict__.get("_communicator") is not None:
-            why = "gradients are averaged over workers between backward and update"
-        else:
-            drawing = [layer.name for layer in self.layers if layer.draws_on_host]
-            if drawing:
-                why = f"layer {drawing[0]!r} draws on the host in training"
+        )
+        why = _plan.why_not_compiled(self, compiler, overridden, self.__dict__.get("_communicator"))
         if why is not None:
             if wanted is True:
                 raise ValueError(f"jit_compile=True cannot compile this fit: {why}")
@@ -207,6 +193,19 @@ class Trainer:
         checks = _data.Checks(self._place(x).xp)
         xs = self._features(x, checks, "x" + suffix)
         return _data.labelled(xs, y, sample_weight, class_weight, self._spec(x), checks, suffix)
+
+    def _data_for(self, x, y, sample_weight=None, class_weight=None, suffix="") -> Any:
+        """:meth:`_prepare`d data, or for a Dask array a :class:`_training.Stream`
+        of its row blocks, each prepared as it arrives (the model is built
+        and placed now, as the first block would)."""
+        if not _dask.is_dask_array(x):
+            return self._prepare(x, y, sample_weight, class_weight, suffix)
+        blocks = _dask.Blocks(x, y, sample_weight)
+        if not self.built:
+            self._place()
+            self.build(blocks.n_features)
+        prepare = functools.partial(self._prepare, class_weight=class_weight, suffix=suffix)
+        return _training.Stream(blocks, prepare)
 
     def _loss_sum_and_output(self, part: _training.Data) -> tuple[Array, Array]:
         """A chunk's summed loss (the weight penalty counted once per sample,
@@ -283,12 +282,12 @@ class Trainer:
         schedule.check(validation_split, validation_data, callbacks)
         # A diverging run shows in its loss, the same way on every backend.
         with self._rollback(), quiet_float_errors(), self._workers(communicator):
-            data = self._prepare(x, y, sample_weight, class_weight)
+            data = self._data_for(x, y, sample_weight, class_weight)
             if communicator is not None:
                 callbacks = _training.start_workers(self, communicator, data, schedule, callbacks)
             val = None
             if validation_data is not None:
-                val = self._prepare(*validation_data, suffix="_val")
+                val = self._data_for(*validation_data, suffix="_val")
             elif validation_split > 0.0:
                 data, val = _training.split_validation(data, validation_split)
             chunk = min(PREDICT_CHUNK, val.n) if val is not None else 0
@@ -324,7 +323,7 @@ class Trainer:
         _training.check_batch_size(batch_size)
         verbose = _training.check_verbose(verbose)
         with self._unplaced_on_error(), quiet_float_errors():
-            data = self._prepare(x, y, sample_weight)
+            data = self._data_for(x, y, sample_weight)
             return _training.evaluate_loop(
                 self._loss_sum_and_output, data, self._totals(), batch_size or PREDICT_CHUNK,
                 verbose=verbose,
@@ -339,6 +338,9 @@ class Trainer:
         """
         _training.check_batch_size(batch_size)
         verbose = _training.check_verbose(verbose)
+        if _dask.is_dask_array(x):  # lazy: a Dask array of the outputs
+            with self._unplaced_on_error():
+                return _dask.predict(self, x, batch_size)
         with self._unplaced_on_error(), quiet_float_errors():
             checks = _data.Checks(self._place(x).xp)
             xs = self._features(x, checks)

@@ -54,6 +54,45 @@ class Data:
     def _arrays(self):
         return (self.x, self.y, self.sample_weight)
 
+    def batch_count(self, batch_size: int | None) -> int:
+        return len(batches(self.n, self.n if batch_size is None else min(batch_size, self.n)))
+
+    def epoch(self, shuffle_rng: Any, batch_size: int | None) -> Iterator[tuple[Data, Spans]]:
+        """The epoch's one block, shuffled on the device when `shuffle_rng`
+        is given, with its batches."""
+        data = self
+        if shuffle_rng is not None:
+            data = self.take(permutation(shuffle_rng, self.n, backend_of(self.x)))
+        yield data, batches(self.n, self.n if batch_size is None else min(batch_size, self.n))
+
+
+class Stream:
+    """Rows that arrive in blocks (a Dask array, ``xpnet._dask.Blocks``): each
+    block is computed on the host (the next one prefetched meanwhile), then
+    checked and moved to the device by `prepare`, once, and cut into
+    batches there. With `shuffle_rng` the block order and the rows of each
+    block are shuffled from it. At most the current block and the
+    prefetched one are alive."""
+
+    def __init__(self, blocks: Any, prepare: Callable[[Any, Any, Any], Data]) -> None:
+        self.blocks, self.prepare, self.n = blocks, prepare, blocks.n
+
+    def batch_count(self, batch_size: int | None) -> int:
+        rows = self.blocks.block_rows
+        return sum(1 if batch_size is None else -(-r // batch_size) for r in rows)
+
+    def epoch(self, shuffle_rng: Any, batch_size: int | None) -> Iterator[tuple[Data, Spans]]:
+        order = None if shuffle_rng is None else host_rng(shuffle_rng).permutation(
+            self.blocks.n_blocks
+        )  # fmt: skip
+        with contextlib.closing(self.blocks.epoch(order)) as stream:
+            for arrays in stream:
+                yield from Data.epoch(self.prepare(*arrays), shuffle_rng, batch_size)
+                del arrays  # before the next block is asked for
+
+
+Spans = list[tuple[int, int]]
+
 
 def permutation(seed_rng: Any, n: int, backend: Backend) -> Array:
     """A permutation of ``range(n)`` drawn on the host, moved once."""
@@ -67,6 +106,11 @@ def batches(n: int, batch_size: int) -> Sequence[tuple[int, int]]:
 def split_validation(data: Data, fraction: float) -> tuple[Data, Data]:
     """Hold out the last `fraction` of the samples, as Keras does (before
     any shuffling)."""
+    if isinstance(data, Stream):
+        raise ValueError(
+            "validation_split needs the rows in memory; for Dask input pass "
+            "validation_data=(x_val, y_val) (Dask arrays stream too)"
+        )
     n_val = int(data.n * fraction)
     if n_val < 1 or n_val >= data.n:
         raise ValueError(
@@ -252,8 +296,9 @@ def start_workers(model, communicator, data, schedule, callbacks):
     and writes checkpoints. Returns this rank's callbacks."""
     from xpnet import distributed
 
-    size = data.n if schedule.batch_size is None else min(schedule.batch_size, data.n)
-    distributed.check_consistent(communicator, batches_per_epoch=-(-data.n // size))
+    distributed.check_consistent(
+        communicator, batches_per_epoch=data.batch_count(schedule.batch_size)
+    )
     distributed.sync_model(model, communicator)
     if communicator.rank == 0:
         return callbacks
@@ -278,18 +323,15 @@ def fit_loop(
     spans, totals)`` trains on the batches `spans` of `data`, yielding the
     index of the last batch done after each device call.
     """
-    size = data.n if schedule.batch_size is None else min(schedule.batch_size, data.n)
-    spans = batches(data.n, size)
+    n_batches = data.batch_count(schedule.batch_size)
     last = schedule.initial_epoch + schedule.epochs
     with DeferredInterrupt() as interrupt:
         callbacks.on_train_begin()
         for epoch in range(schedule.initial_epoch, last):
             callbacks.on_epoch_begin(epoch)
-            progress = Progress(schedule.verbose, f"Epoch {epoch + 1}/{last}", len(spans))
-            rng = shuffle_rng if schedule.shuffle else None
-            logs = _epoch(
-                model, epoch_steps, data, spans, rng, new_totals(), progress, callbacks, interrupt
-            )
+            progress = Progress(schedule.verbose, f"Epoch {epoch + 1}/{last}", n_batches)
+            blocks = data.epoch(shuffle_rng if schedule.shuffle else None, schedule.batch_size)
+            logs = _epoch(model, epoch_steps, blocks, new_totals(), progress, callbacks, interrupt)
             if evaluate is not None:
                 logs.update(evaluate())
             progress.close(logs)
@@ -300,19 +342,24 @@ def fit_loop(
     return callbacks.history
 
 
-def _epoch(model, epoch_steps, data, spans, shuffle_rng, totals, progress, callbacks, interrupt):
-    """One pass over `data` in batches `spans`; returns the epoch's logs."""
-    if shuffle_rng is not None:
-        data = data.take(permutation(shuffle_rng, data.n, backend_of(data.x)))
-    done = -1
-    # closing(): a stop or an interrupt hands the state back to the model now
-    with contextlib.closing(epoch_steps(data, spans, totals)) as steps:
-        for b in steps:
-            logs = {"loss": totals.running_loss()} if progress.due() else {}
-            progress.advance(logs, b - done)
-            done = b
-            callbacks.on_train_batch_end(b, logs)
-            interrupt.check()  # a Ctrl-C during the step stops here, between batches
+def _epoch(model, epoch_steps, blocks, totals, progress, callbacks, interrupt):
+    """One pass over the `blocks` of an epoch (``(data, spans)`` pairs: one
+    for data in memory); returns the epoch's logs."""
+    offset, done = 0, -1
+    with contextlib.closing(blocks):
+        for data, spans in blocks:
+            # closing(): a stop or an interrupt hands the state back to the model now
+            with contextlib.closing(epoch_steps(data, spans, totals)) as steps:
+                for b in steps:
+                    logs = {"loss": totals.running_loss()} if progress.due() else {}
+                    progress.advance(logs, offset + b - done)
+                    done = offset + b
+                    callbacks.on_train_batch_end(done, logs)
+                    interrupt.check()  # a Ctrl-C during the step stops here
+                    if model.stop_training:
+                        break
+            offset += len(spans)
+            del data  # the block (or shuffled copy) goes before the next is made
             if model.stop_training:
                 break
     return totals.logs()
@@ -320,21 +367,22 @@ def _epoch(model, epoch_steps, data, spans, shuffle_rng, totals, progress, callb
 
 def evaluate_loop(
     loss_and_output: Callable[[Data], tuple[Array, Array]],
-    data: Data,
+    data: Data | Stream,
     totals: Totals,
     chunk: int,
     prefix: str = "",
     verbose: int = 0,
 ) -> dict[str, float]:
-    """Exact loss and metrics over `data`: `loss_and_output` gives a chunk's
-    *summed* loss and its outputs."""
-    spans = batches(data.n, chunk)
-    progress = Progress(verbose, "Evaluate", len(spans))
-    for start, stop in spans:
-        part = data.slice(start, stop)
-        loss, out = loss_and_output(part)
-        totals.add(loss, part.y, out, stop - start)
-        progress.advance()
+    """Exact loss and metrics over `data` (in memory or streamed):
+    `loss_and_output` gives a chunk's *summed* loss and its outputs."""
+    progress = Progress(verbose, "Evaluate", data.batch_count(chunk))
+    for block, spans in data.epoch(None, chunk):
+        for start, stop in spans:
+            part = block.slice(start, stop)
+            loss, out = loss_and_output(part)
+            totals.add(loss, part.y, out, stop - start)
+            progress.advance()
+        del block
     logs = totals.logs(prefix)
     progress.close(logs)
     return logs

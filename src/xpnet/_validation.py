@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from typing import Any
 
 
 def unknown_name_error(kind: str, name: object, valid: Iterable[str]) -> ValueError:
@@ -47,4 +48,11 @@ def check_choice(kind: str, value: object, valid: Iterable[str]) -> str:
     valid = tuple(valid)
     if not isinstance(value, str) or value not in valid:
         raise unknown_name_error(kind, value, valid)
+    return value
+
+
+def check_positive_int(name: str, value: Any) -> int:
+    """`value` if it is an int >= 1 (not a bool), else a ValueError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
     return value
