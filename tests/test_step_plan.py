@@ -305,3 +305,115 @@ def test_train_on_batch_fast_path_for_regression_targets(placement):
     bad[0, 0] = np.nan
     with pytest.raises(ValueError, match="y contains NaN"):
         fast.train_on_batch(x, _backend.asarray(bad, placement, "float64"))
+
+
+# -- found in review ---------------------------------------------------------
+
+
+def test_a_later_fit_with_another_batch_size_compiles_a_new_scan():
+    placement = jax_placement()
+    eager, other = build(placement, jit_compile=False), build(placement, steps_per_execution=4)
+    for model in (eager, other):
+        for batch_size in (16, 8):
+            model.fit(X, Y, epochs=1, batch_size=batch_size, shuffle=False, verbose=0)
+    for a, b in zip(eager.get_weights(), other.get_weights(), strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12)
+
+
+def test_batch_callbacks_read_live_weights_and_the_running_loss(placement, monkeypatch):
+    from xpnet import _progress
+
+    monkeypatch.setattr(_progress, "interactive", lambda stream: True)
+    monkeypatch.setattr(_progress, "REFRESH_SECONDS", 0.0)
+    seen = []
+
+    class Peek(xn.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append((logs.get("loss"), float(np.sum(self.model.get_weights()[0]))))
+
+    model = build(placement)
+    model.fit(X, Y, epochs=1, batch_size=16, verbose=1, callbacks=[Peek()])
+    assert len(seen) == 5 and all(loss is not None and loss > 0.1 for loss, _ in seen)
+    assert len({w for _, w in seen}) == 5  # the weights move batch by batch
+
+
+@pytest.mark.parametrize("labels", ["int_min", "uint8"])
+def test_train_on_batch_fast_path_leaves_odd_label_types_to_the_full_checks(placement, labels):
+    model, twin = build(placement), build(placement)
+    x = _backend.asarray(X[:16], placement, "float64")
+    if labels == "int_min":
+        y = Y[:16].astype(np.int32)
+        y[0] = np.iinfo(np.int32).min
+        with pytest.raises(ValueError, match=r"labels must be in \[0, 3\)"):
+            model.train_on_batch(x, _backend.asarray(y, placement))
+        return
+    try:
+        y = _backend.asarray(Y[:16].astype(np.uint8), placement)
+    except (TypeError, ValueError):
+        pytest.skip(f"{placement.name} has no uint8")
+    assert model.train_on_batch(x, y) == pytest.approx(twin.train_on_batch(X[:16], Y[:16]))
+
+
+def test_column_major_logits_give_the_same_gradient():
+    def run(x):
+        model = xn.Sequential([BatchNormalization(), xn.layers.Softmax()], dtype="float64")
+        model.compile(loss="sparse_categorical_crossentropy", optimizer=xn.optimizers.SGD(0.5))
+        return model.fit(x, Y[:64], epochs=3, batch_size=16, shuffle=False, verbose=0)
+
+    x = X[:64, :3]
+    np.testing.assert_allclose(
+        run(np.asfortranarray(x)).history["loss"], run(np.ascontiguousarray(x)).history["loss"]
+    )
+
+
+def test_a_loss_or_forward_override_is_what_training_uses(placement):
+    class Doubled(xn.losses.MeanSquaredError):
+        def compute(self, y_true, y_pred, sample_weight=None, *, logits=False, reduction=None):
+            loss, grad = super().compute(y_true, y_pred, sample_weight, logits=logits,
+                                         reduction=reduction)  # fmt: skip
+            return 2 * loss, 2 * grad
+
+    class Blind(xn.Sequential):
+        def forward(self, x, *, training=False, logits=False):
+            return super().forward(x * 0.0, training=training, logits=logits)
+
+    t = RNG.normal(size=(16, 1))
+    fresh = xn.Sequential([Dense(1, input_dim=5)], backend=placement.name,
+                          device=placement.device, dtype="float64")  # fmt: skip
+    fresh.compile(loss=Doubled(), optimizer="sgd")
+    before = fresh.evaluate(X[:16], t)["loss"]  # evaluate calls compute: doubled
+    assert fresh.train_on_batch(X[:16], t) == pytest.approx(before, rel=1e-12)
+
+    blind = Blind([Dense(1, input_dim=5)], backend=placement.name, device=placement.device,
+                  dtype="float64")  # fmt: skip
+    blind.compile(loss="mse", optimizer="sgd")
+    kernel = blind.get_weights()[0].copy()
+    blind.fit(X, RNG.normal(size=70), epochs=1, batch_size=16, verbose=0)
+    np.testing.assert_array_equal(blind.get_weights()[0], kernel)  # only the bias learned
+
+
+def test_train_on_batch_takes_ndarray_subclasses_and_stays_quiet_on_float16():
+    model = xn.Sequential([Dense(3, input_dim=5)], dtype="float64")
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="sgd")
+    with pytest.warns(PendingDeprecationWarning):  # NumPy's own note on np.matrix
+        matrix = np.asmatrix(X[:16])
+    assert np.isfinite(model.train_on_batch(matrix, Y[:16]))
+    half = xn.Sequential([Dense(1, input_dim=256)], dtype="float16")
+    half.compile(loss="mse", optimizer="sgd")
+    big = np.full((64, 256), 8.0, dtype=np.float16)  # sums past float16's range
+    half.train_on_batch(big, np.zeros((64, 1), np.float16))  # no overflow warning (errors here)
+
+
+def test_jit_compile_true_refuses_before_any_callback_runs():
+    jax_placement()
+    began = []
+
+    class Begin(xn.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            began.append(1)
+
+    model = xn.Sequential([Dense(4), Dropout(0.5), Dense(3)], backend="jax", dtype="float64")
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="sgd", jit_compile=True)
+    with pytest.raises(ValueError, match="draws on the host"):
+        model.fit(X, Y, epochs=1, verbose=0, callbacks=[Begin()])
+    assert began == []

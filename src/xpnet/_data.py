@@ -20,7 +20,6 @@ from xpnet._backend import (
     device_of,
     host_numeric,
     is_host_data,
-    isdtype,
     namespace,
     reduce_max,
     reduce_sum,
@@ -258,14 +257,16 @@ def ready(x: Any, y: Any, spec: Spec, input_dim: int) -> Data | None:
     backend, k = spec.backend, spec.n_outputs
     if xp is not backend.xp or x.dtype != spec.dtype or x.ndim != 2 or x.shape[0] == 0:
         return None
+    if type(x) is not _array_type(backend) or type(y) is not type(x):  # no subclasses
+        return None
     n = int(x.shape[0])
     if int(x.shape[1]) != input_dim or int(y.shape[0]) != n or device_of(x) != backend.device:
         return None
     if spec.task == "sparse":
-        if y.ndim != 1 or not isdtype(xp, y.dtype, "integral"):
+        if y.ndim != 1 or y.dtype not in (xp.int32, xp.int64):  # as the full checks cast to
             return None
-        low, high = -reduce_max(-y, axis=None), reduce_max(y, axis=None)
-        bad = (low < 0) | (high >= k) | ~xp.isfinite(reduce_sum(x, axis=None))
+        bad = (xp.min(y) < 0) | (reduce_max(y, axis=None) >= k)
+        bad = bad | ~xp.isfinite(reduce_sum(x, axis=None))
     else:
         if y.dtype != spec.dtype or tuple(y.shape) not in ((n, k), (n,) * (k == 1)):
             return None
@@ -274,3 +275,16 @@ def ready(x: Any, y: Any, spec: Spec, input_dim: int) -> Data | None:
             bad = bad | (reduce_max(-y, axis=None) > 0) | (reduce_max(y, axis=None) > 1)
         y = xp.reshape(y, (n, k))
     return None if bool(to_numpy(bad)) else Data(x, y)
+
+
+_ARRAY_TYPES: dict[tuple[int, str], type] = {}
+
+
+def _array_type(backend: Backend) -> type:
+    """The exact array type of `backend` (subclasses such as ``np.matrix``
+    take the full checks)."""
+    key = (id(backend.xp), str(backend.device))
+    found = _ARRAY_TYPES.get(key)
+    if found is None:
+        found = _ARRAY_TYPES[key] = type(backend.xp.zeros(0, device=backend.device))
+    return found

@@ -24,6 +24,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+from xpnet import losses as _losses
 from xpnet._backend import float_dtype
 from xpnet._training import Data, Step, Totals
 from xpnet._typing import Array
@@ -33,11 +34,21 @@ class StepPlan:
     """The resolved step of `model` for batches with (`weighted`) or
     without sample weights and with integer `labels` or not."""
 
-    def __init__(self, model: Any, keys: list, weighted: bool, labels: bool) -> None:
+    def __init__(
+        self, model: Any, keys: list, weighted: bool, labels: bool, own_forward: bool = True
+    ) -> None:
         self.loss, self.optimizer = model.loss, model.optimizer
         self.layers = list(model.layers)
         self.fused = model.fused
-        self.kernel = model.loss.training_kernel(self.fused, weighted, labels)
+        self.forward = None if own_forward else model.forward  # a subclass's forward
+        if type(model.loss).compute is _losses.Loss.compute:
+            self.kernel = model.loss.training_kernel(self.fused, weighted, labels)
+        else:  # a loss that overrides compute is called as it asks
+
+            def compute(y, out, sample_weight, loss=model.loss, fused=self.fused):
+                return loss.compute(y, out, sample_weight, logits=fused)
+
+            self.kernel = compute
         self.regularized = [layer for layer in self.layers if layer.regularizers]
         self.keys = list(keys)  # (layer, name, "layer/name") per parameter
 
@@ -52,13 +63,18 @@ class StepPlan:
     def gradients(self, x: Array, y: Array, sample_weight: Array | None, training=True) -> Step:
         """:meth:`Sequential.compute_gradients`, planned."""
         layers, last, fused = self.layers, len(self.layers) - 1, self.fused
-        out, backs = x, []
-        for i, layer in enumerate(layers):
-            out, back = layer.forward(out, training=training, logits=fused and i == last)
-            backs.append(back)
-        loss, grad = self.kernel(y, out, sample_weight)
-        for i in range(last, -1, -1):
-            grad = backs[i](grad, need_dx=i > 0)
+        if self.forward is not None:
+            out, backward = self.forward(x, training=training, logits=fused)
+            loss, grad = self.kernel(y, out, sample_weight)
+            backward(grad)
+        else:
+            out, backs = x, []
+            for i, layer in enumerate(layers):
+                out, back = layer.forward(out, training=training, logits=fused and i == last)
+                backs.append(back)
+            loss, grad = self.kernel(y, out, sample_weight)
+            for i in range(last, -1, -1):
+                grad = backs[i](grad, need_dx=i > 0)
         for layer in self.regularized:
             penalty = layer.regularization_loss()
             if penalty is not None:
@@ -88,12 +104,12 @@ class StepPlan:
         return step
 
 
-def why_not_compiled(model: Any, compiler: Any, overridden: bool, communicator: Any) -> str | None:
+def why_not_compiled(model: Any, compiler: Any, overridden: list, communicator: Any) -> str | None:
     """Why `model`'s fit cannot run compiled (None when it can)."""
     if compiler is None:
         return f"the {model.placement.name} backend has no step compiler (JAX has)"
     if overridden:
-        return "the model overrides train_step or compute_gradients"
+        return f"the model overrides {overridden[0]}"
     if communicator is not None:
         return "gradients are averaged over workers between backward and update"
     drawing = [layer.name for layer in model.layers if layer.draws_on_host]
@@ -135,7 +151,7 @@ class CompiledSteps:
         self.buffer_keys = [(layer, name) for layer in plan.layers for name in layer.buffers]
         self.traces = 0  # how often a program was traced (for tests)
         self._single: dict[int, Any] = {}
-        self._scan: Any = None
+        self._scans: dict[int, Any] = {}
         self._totals_like: Any = None
         self._constants: dict[tuple, Any] = {}
         self.totals: Totals | None = None
@@ -198,7 +214,8 @@ class CompiledSteps:
 
     def _scan_for(self, size: int):
         """The compiled scan over full batches (traced once per run length)."""
-        if self._scan is None:
+        found = self._scans.get(size)
+        if found is None:
             one = self._program(size)
 
             def many(state, x, y, w, starts, hypers):
@@ -208,8 +225,8 @@ class CompiledSteps:
 
                 return self.compiler.scan(body, state, (starts, hypers))
 
-            self._scan = self.compiler.jit(many, donate=(0,))
-        return self._scan
+            found = self._scans[size] = self.compiler.jit(many, donate=(0,))
+        return found
 
     # -- one epoch --------------------------------------------------------
 
@@ -238,8 +255,11 @@ class CompiledSteps:
             self._totals_like = self.compiler.zeros_like_result(first, data.y[:size, ...], out)
         return self.compiler.zeros_like(self._totals_like)
 
-    def _unpack(self, state: tuple) -> None:
-        params, buffers, slots, _ = state
+    def _unpack(self, state: tuple, totals: Totals) -> None:
+        """Hand the program's new state to the model (after every call, so
+        callbacks read live arrays; the next call donates them again)."""
+        params, buffers, slots, acc = state
+        totals.loss, totals.states = acc[0], list(acc[1])
         plan, opt = self.plan, self.plan.optimizer
         for (layer, name, _), value in zip(plan.keys, params, strict=True):
             layer.params[name] = value
@@ -277,24 +297,21 @@ class CompiledSteps:
         x, y, w = data.x, data.y, data.sample_weight
         dtype = float_dtype(self.model.placement.xp, self.model.dtype)
         b, base = 0, totals.count
-        try:
-            while b < len(spans):
-                full = [s for s in spans[b : b + self.group] if s[1] - s[0] == size]
-                if len(full) > 1:  # a run of full batches: one scan over them
-                    starts = self._constant([s[0] for s in full], "int32")
-                    hypers = self._constant(self._hypers(len(full)), dtype)
-                    state = self._scan_for(size)(state, x, y, w, starts, hypers)
-                    b += len(full)
-                else:
-                    start, stop = spans[b]
-                    (hyper,) = self._hypers(1)
-                    state = self._single_for(stop - start)(state, x, y, w, start, hyper)
-                    b += 1
-                totals.count = base + spans[b - 1][1]
-                yield b - 1
-        finally:
-            self._unpack(state)
-            totals.loss, totals.states = state[3][0], list(state[3][1])
+        while b < len(spans):
+            full = [s for s in spans[b : b + self.group] if s[1] - s[0] == size]
+            if len(full) > 1:  # a run of full batches: one scan over them
+                starts = self._constant([s[0] for s in full], "int32")
+                hypers = self._constant(self._hypers(len(full)), dtype)
+                state = self._scan_for(size)(state, x, y, w, starts, hypers)
+                b += len(full)
+            else:
+                start, stop = spans[b]
+                (hyper,) = self._hypers(1)
+                state = self._single_for(stop - start)(state, x, y, w, start, hyper)
+                b += 1
+            self._unpack(state, totals)
+            totals.count = base + spans[b - 1][1]
+            yield b - 1
 
 
 def _output_like(model: Any, rows: int, dtype: Any) -> Array:

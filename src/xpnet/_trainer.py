@@ -133,30 +133,14 @@ class Trainer:
     def _epoch_steps(self, data: _training.Data, spans, totals: _training.Totals):
         """The batches of one epoch, run eagerly or by the compiled step;
         yields the index of the last batch done after each device call."""
-        compiled = self._compiled_steps(data)
-        if compiled is None:
+        compiler = self._step_compiler()
+        if compiler is None:
             return _plan.eager_epoch(self, data, spans, totals, self.steps_per_execution)
-        return compiled.epoch(data, spans, totals)
-
-    def _compiled_steps(self, data: _training.Data) -> _plan.CompiledSteps | None:
-        """The compiled step for this fit, or None to run eagerly."""
-        wanted = self.jit_compile
-        if wanted is False:
-            return None
-        compiler = compiler_for(self._placement)
-        overridden = type(self).train_step is not type(self)._planned_train_step or (
-            type(self).compute_gradients is not type(self)._planned_gradients
-        )
-        why = _plan.why_not_compiled(self, compiler, overridden, self.__dict__.get("_communicator"))
-        if why is not None:
-            if wanted is True:
-                raise ValueError(f"jit_compile=True cannot compile this fit: {why}")
-            return None
         plan, group = self._step_plan(data.y, data.sample_weight), self.steps_per_execution
         compiled = self.__dict__.get("_compiled")
         if compiled is None or compiled.plan is not plan or compiled.group != group:
             compiled = self._compiled = _plan.CompiledSteps(self, plan, compiler, group)
-        return compiled
+        return compiled.epoch(data, spans, totals)
 
     # ------------------------------------------------------------ data
 
@@ -206,6 +190,20 @@ class Trainer:
             self.build(blocks.n_features)
         prepare = functools.partial(self._prepare, class_weight=class_weight, suffix=suffix)
         return _training.Stream(blocks, prepare)
+
+    def _step_compiler(self) -> Any:
+        """The compiler for this fit's step, or None (eager); a ValueError
+        naming the reason when ``jit_compile=True`` cannot be honoured."""
+        if self.jit_compile is False:
+            return None
+        compiler = compiler_for(self._placement)
+        cls = type(self)
+        overridden = [m for m in ("train_step", "compute_gradients", "forward")
+                      if getattr(cls, m) is not cls._planned[m]]  # fmt: skip
+        why = _plan.why_not_compiled(self, compiler, overridden, self.__dict__.get("_communicator"))
+        if why is not None and self.jit_compile is True:
+            raise ValueError(f"jit_compile=True cannot compile this fit: {why}")
+        return None if why is not None else compiler
 
     def _loss_sum_and_output(self, part: _training.Data) -> tuple[Array, Array]:
         """A chunk's summed loss (the weight penalty counted once per sample,
@@ -283,13 +281,14 @@ class Trainer:
         # A diverging run shows in its loss, the same way on every backend.
         with self._rollback(), quiet_float_errors(), self._workers(communicator):
             data = self._data_for(x, y, sample_weight, class_weight)
-            if communicator is not None:
-                callbacks = _training.start_workers(self, communicator, data, schedule, callbacks)
             val = None
             if validation_data is not None:
                 val = self._data_for(*validation_data, suffix="_val")
             elif validation_split > 0.0:
                 data, val = _training.split_validation(data, validation_split)
+            if communicator is not None:
+                callbacks = _training.start_workers(self, communicator, data, schedule, callbacks)
+            self._step_compiler()  # jit_compile=True that cannot be: refused before any callback
             chunk = min(PREDICT_CHUNK, val.n) if val is not None else 0
             evaluate = None if val is None else (
                 lambda: _training.evaluate_loop(
@@ -379,10 +378,10 @@ class Trainer:
         model as it was (no per-call copy of the weights is needed).
         """
         self._require_compiled("train_on_batch")
-        data = None
-        if sample_weight is None and class_weight is None and self.built and self._placement:
-            data = _data.ready(x, y, self._spec(x), self.input_dim)
         with self._unplaced_on_error(), quiet_float_errors():
+            data = None
+            if sample_weight is None and class_weight is None and self.built and self._placement:
+                data = _data.ready(x, y, self._spec(x), self.input_dim)
             if data is None:
                 data = self._prepare(x, y, sample_weight, class_weight)
             return float(to_numpy(self.train_step(data.x, data.y, data.sample_weight).loss))

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 from xpnet import _saving
 from xpnet._backend import (
@@ -306,8 +306,12 @@ class Sequential(Trainer, Weights):
             return plan.update(self.compute_gradients(x, y, sample_weight), communicator)
         return plan.train(x, y, sample_weight, communicator)
 
-    # fit compiles these, not an override of them
-    _planned_train_step, _planned_gradients = train_step, compute_gradients
+    # fit plans and compiles these, not an override of them
+    _planned: ClassVar[dict[str, Any]] = {
+        "train_step": train_step,
+        "compute_gradients": compute_gradients,
+        "forward": forward,
+    }
 
     def _step_plan(self, y: Array, sample_weight: Array | None) -> StepPlan:
         """The plan for this model's step (made once per configuration)."""
@@ -315,8 +319,9 @@ class Sequential(Trainer, Weights):
         key = (sample_weight is None, type(y), y.dtype)  # the type first: no dtype
         plan = plans.get(key)  # comparisons across libraries
         if plan is None or not plan.fits(self):
+            own = type(self).forward is Sequential.forward  # else the plan calls the override
             plan = plans[key] = StepPlan(
-                self, self._parameter_keys(), sample_weight is not None, _integral(y)
+                self, self._parameter_keys(), sample_weight is not None, _integral(y), own
             )
         return plan
 

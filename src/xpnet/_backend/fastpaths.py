@@ -129,7 +129,8 @@ class NumpyOps(ArrayAPIOps):
         # The generic kernel's numbers, in half the passes: the exponentials
         # become the gradient in place, and the labels index the flat rows.
         n, k = z.shape
-        shifted = np.subtract(z, np.maximum.reduce(z, axis=1, keepdims=True))
+        # C order, whatever the logits' layout: the flat view below must be a view
+        shifted = np.subtract(z, np.maximum.reduce(z, axis=1, keepdims=True), order="C")
         e = np.exp(shifted)
         total = np.add.reduce(e, axis=1, keepdims=True)
         at = _row_starts(n, k) + labels
