@@ -105,8 +105,12 @@ def test_the_compiled_step_is_traced_once_per_batch_size_not_per_epoch():
     # full batches (scanned and single) and the last partial batch of 6 rows
     assert 0 < traces <= 3
     train(model, epochs=4)
-    train(model, epochs=2, shuffle=False)
     assert model._compiled.traces == traces
+    # unshuffled epochs slice their batches instead of gathering them: one
+    # more program per batch size, traced once too
+    train(model, epochs=2, shuffle=False)
+    train(model, epochs=3, shuffle=False)
+    assert model._compiled.traces == 2 * traces
 
 
 def test_no_tracer_is_left_in_the_model_after_a_compiled_fit():
@@ -417,3 +421,65 @@ def test_jit_compile_true_refuses_before_any_callback_runs():
     with pytest.raises(ValueError, match="draws on the host"):
         model.fit(X, Y, epochs=1, verbose=0, callbacks=[Begin()])
     assert began == []
+
+
+# -- compiled evaluation ---------------------------------------------------
+
+
+def trained_twins():
+    """Two JAX models with the same weights: evaluation compiled, and not."""
+    compiled = build(jax_placement(), metrics=["accuracy", "auc", "precision"])
+    train(compiled, epochs=1)
+    eager = build(jax_placement(), jit_compile=False, metrics=["accuracy", "auc", "precision"])
+    eager.build(X.shape[1])
+    eager.set_weights(compiled.get_weights())
+    return compiled, eager
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 70, None])
+def test_compiled_evaluate_gives_the_eager_numbers_at_every_batch_size(batch_size):
+    compiled, eager = trained_twins()
+    before = compiled.get_weights()
+    for kwargs in ({}, {"sample_weight": W}):
+        got = compiled.evaluate(X, Y, batch_size=batch_size, **kwargs)
+        expected = eager.evaluate(X, Y, batch_size=batch_size, **kwargs)
+        assert got.keys() == expected.keys()
+        for key in expected:
+            np.testing.assert_allclose(got[key], expected[key], rtol=1e-12, atol=1e-12)
+    assert not hasattr(eager, "_evaluation")  # jit_compile=False: op by op
+    # evaluating reads the weights and buffers, it does not consume them
+    for a, b in zip(before, compiled.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_compiled_evaluate_is_traced_once_per_data_and_chunk_size():
+    compiled, _ = trained_twins()
+    validation = compiled._evaluation.traces  # fit's val_ numbers: one chunk of 20
+    assert validation == 1
+    compiled.evaluate(X, Y, batch_size=16)  # chunks of 16 and a last one of 6
+    traces = compiled._evaluation.traces
+    assert traces == validation + 2
+    compiled.evaluate(X, Y, batch_size=16)
+    compiled.evaluate(2 * X, Y, batch_size=16, sample_weight=None)
+    assert compiled._evaluation.traces == traces
+    # the program cuts its chunk from the whole data: other data sizes trace again
+    compiled.evaluate(X[:32], Y[:32], batch_size=16)
+    assert compiled._evaluation.traces == traces + 1
+    # a new compile() forgets the program: new metrics are honoured
+    compiled.compile(loss="sparse_categorical_crossentropy", optimizer="sgd", metrics=["recall"])
+    logs = compiled.evaluate(X, Y)
+    assert set(logs) == {"loss", "recall"}
+    assert compiled._evaluation.traces == 1
+
+
+def test_a_model_that_overrides_forward_evaluates_op_by_op():
+    class Doubled(xn.Sequential):
+        def forward(self, x, *, training=False, logits=False):
+            out, backward = super().forward(x, training=training, logits=logits)
+            return 2.0 * out, backward
+
+    model = Doubled([Dense(3, activation="softmax")], backend="jax", dtype="float64", seed=0)
+    pytest.importorskip("jax")
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="sgd")
+    model.evaluate(X, Y)
+    assert not hasattr(model, "_evaluation")

@@ -124,6 +124,8 @@ def eager_epoch(
     """Train on `data`'s batches `spans` one :meth:`train_step` at a time,
     adding each to `totals`; yields the index of the last batch done after
     every `group` batches (``steps_per_execution``) and at the end."""
+    if data.order is not None:  # shuffled: gathered once, sliced per batch
+        data = data.take(data.order)
     x, y, w = data.x, data.y, data.sample_weight
     train_step, add = model.train_step, totals.add
     last = len(spans) - 1
@@ -162,22 +164,13 @@ class CompiledSteps:
     def _bound(self, params, buffers, slots) -> Iterator[None]:
         """Put (traced) state into the layers and the optimizer, and take it
         out again afterwards, whatever happens: no tracer outlives a trace."""
-        plan, opt = self.plan, self.plan.optimizer
-        saved = [(layer, dict(layer.params), layer.buffers, layer.grads) for layer in plan.layers]
+        opt = self.plan.optimizer
         saved_state = opt.state
         try:
-            for (layer, name, _), value in zip(plan.keys, params, strict=True):
-                layer.params[name] = value
-            for layer in plan.layers:
-                layer.buffers = dict(layer.buffers)
-                layer.grads = {}
-            for (layer, name), value in zip(self.buffer_keys, buffers, strict=True):
-                layer.buffers[name] = value
-            opt.state = {key: dict(s) for key, s in zip(self.names, slots, strict=True)}
-            yield
+            with _bound(self.plan.layers, self.plan.keys, params, self.buffer_keys, buffers):
+                opt.state = {key: dict(s) for key, s in zip(self.names, slots, strict=True)}
+                yield
         finally:
-            for layer, params_, buffers_, grads in saved:
-                layer.params, layer.buffers, layer.grads = params_, buffers_, grads
             opt.state = saved_state
 
     def _step(self, state, x, y, w, hyper):
@@ -197,12 +190,16 @@ class CompiledSteps:
 
     def _program(self, size: int):
         """The compiled step for batches of `size` rows starting at a traced row."""
-        rows = self.compiler.rows
+        rows, gather = self.compiler.rows, self.compiler.gather
 
-        def one(state, x, y, w, start, hyper):
+        def one(state, x, y, w, order, start, hyper):
             self.traces += 1
-            cut = (rows(x, start, size), rows(y, start, size))
-            return self._step(state, *cut, None if w is None else rows(w, start, size), hyper)
+            if order is None:
+                x, y, w = (None if a is None else rows(a, start, size) for a in (x, y, w))
+            else:  # a shuffled epoch: this batch's rows, gathered
+                index = rows(order, start, size)
+                x, y, w = (None if a is None else gather(a, index) for a in (x, y, w))
+            return self._step(state, x, y, w, hyper)
 
         return one
 
@@ -218,10 +215,11 @@ class CompiledSteps:
         if found is None:
             one = self._program(size)
 
-            def many(state, x, y, w, starts, hypers):
+            def many(state, x, y, w, order, starts, hypers):
                 def body(carry, item):
                     start, hyper = item
-                    return one(carry, x, y, w, start, [hyper[i] for i in range(len(hyper))]), None
+                    hyper = [hyper[i] for i in range(len(hyper))]
+                    return one(carry, x, y, w, order, start, hyper), None
 
                 return self.compiler.scan(body, state, (starts, hypers))
 
@@ -247,13 +245,8 @@ class CompiledSteps:
         """Zero running totals: the loss and each metric's state, shaped as
         after one batch (found once by tracing, not by running)."""
         if self._totals_like is None:
-
-            def first(y, out):
-                return totals.fold((0.0, [None] * len(totals.metrics)), 0.0 * out[0, 0], y, out)
-
-            out = _output_like(self.model, size, data.x.dtype)
-            self._totals_like = self.compiler.zeros_like_result(first, data.y[:size, ...], out)
-        return self.compiler.zeros_like(self._totals_like)
+            self._totals_like = _totals_like(self.compiler, self.model, totals, data, size)
+        return self.compiler.zeros_like(self._totals_like, data.x)
 
     def _unpack(self, state: tuple, totals: Totals) -> None:
         """Hand the program's new state to the model (after every call, so
@@ -278,15 +271,16 @@ class CompiledSteps:
             found.append(opt._hyper(lr, opt.iterations))
         return found
 
-    def _constant(self, values: list, dtype: Any) -> Array:
-        """`values` as a device array, made once per distinct values (batch
-        starts, a constant learning rate)."""
-        key = (tuple(values), str(dtype))
+    def _constant(self, values: Any, dtype: Any, on: Array) -> Array:
+        """`values` (a list, or one number) as an array on `on`'s device,
+        made once per distinct values (batch starts, a constant learning
+        rate): no transfer per call."""
+        key = (tuple(values) if isinstance(values, list) else values, str(dtype))
         found = self._constants.get(key)
         if found is None:
-            if len(self._constants) > 64:
+            if len(self._constants) > 256:
                 self._constants.clear()
-            found = self._constants[key] = self.compiler.stack(values, dtype)
+            found = self._constants[key] = self.compiler.stack(values, dtype, on)
         return found
 
     def epoch(self, data: Data, spans: list[tuple[int, int]], totals: Totals) -> Iterator[int]:
@@ -294,26 +288,125 @@ class CompiledSteps:
         self.totals = totals
         size = spans[0][1] - spans[0][0]
         state = self._pack(totals, data, size)
-        x, y, w = data.x, data.y, data.sample_weight
+        x, y, w, order = data.x, data.y, data.sample_weight, data.order
         dtype = float_dtype(self.model.placement.xp, self.model.dtype)
         b, base = 0, totals.count
         while b < len(spans):
             full = [s for s in spans[b : b + self.group] if s[1] - s[0] == size]
             if len(full) > 1:  # a run of full batches: one scan over them
-                starts = self._constant([s[0] for s in full], "int32")
-                hypers = self._constant(self._hypers(len(full)), dtype)
-                state = self._scan_for(size)(state, x, y, w, starts, hypers)
+                starts = self._constant([s[0] for s in full], "int32", x)
+                hypers = self._constant(self._hypers(len(full)), dtype, x)
+                state = self._scan_for(size)(state, x, y, w, order, starts, hypers)
                 b += len(full)
             else:
                 start, stop = spans[b]
                 (hyper,) = self._hypers(1)
-                state = self._single_for(stop - start)(state, x, y, w, start, hyper)
+                program, start = self._single_for(stop - start), self._constant(start, "int32", x)
+                state = program(state, x, y, w, order, start, hyper)
                 b += 1
             self._unpack(state, totals)
             totals.count = base + spans[b - 1][1]
             yield b - 1
 
 
-def _output_like(model: Any, rows: int, dtype: Any) -> Array:
-    """An array shaped like the network's output for `rows` samples."""
-    return model.placement.xp.zeros((rows, model.output_dim), dtype=dtype)
+class CompiledEvaluation:
+    """``evaluate``'s chunks (and ``fit``'s validation) as one program per
+    chunk size: the forward pass in inference mode, the summed loss and
+    penalty, and each metric's state folded in. Without it JAX runs (and
+    first compiles) every operation of the forward pass and the metrics one
+    at a time."""
+
+    def __init__(self, model: Any, compiler: Any) -> None:
+        self.model, self.compiler = model, compiler
+        self.layers = list(model.layers)
+        self.keys = [(layer, name, None) for layer in self.layers for name in layer.params]
+        self.buffer_keys = [(layer, name) for layer in self.layers for name in layer.buffers]
+        self.traces = 0  # how often a program was traced (for tests)
+        self._programs: dict[tuple[int, bool], Any] = {}
+        self._like: dict[tuple, Any] = {}
+        self.totals: Totals | None = None
+
+    def _program(self, size: int, weighted: bool) -> Any:
+        found = self._programs.get((size, weighted))
+        if found is not None:
+            return found
+        rows, model = self.compiler.rows, self.model
+
+        def chunk(params, buffers, acc, x, y, w, start):
+            self.traces += 1
+            part = Data(rows(x, start, size), rows(y, start, size),
+                        None if w is None else rows(w, start, size))  # fmt: skip
+            with _bound(self.layers, self.keys, params, self.buffer_keys, buffers):
+                loss, out = loss_sum_and_output(model, part)
+            return self.totals.fold(acc, loss, part.y, out)
+
+        found = self._programs[size, weighted] = self.compiler.jit(chunk, donate=(2,))
+        return found
+
+    def add(self, block: Data, start: int, stop: int, totals: Totals) -> None:
+        """Fold rows ``start:stop`` of `block` into `totals`."""
+        self.totals, size = totals, stop - start
+        if totals.count:
+            acc = (totals.loss, list(totals.states))
+        else:
+            key = (size, block.y.shape[1:], str(block.y.dtype), len(totals.metrics))
+            if key not in self._like:
+                self._like[key] = _totals_like(self.compiler, self.model, totals, block, size)
+            acc = self.compiler.zeros_like(self._like[key], block.x)
+        params = [layer.params[name] for layer, name, _ in self.keys]
+        buffers = [layer.buffers[name] for layer, name in self.buffer_keys]
+        w = block.sample_weight
+        program = self._program(size, w is not None)
+        totals.loss, states = program(params, buffers, acc, block.x, block.y, w, start)
+        totals.states, totals.count = list(states), totals.count + size
+
+
+def eager_chunk(model: Any, block: Data, start: int, stop: int, totals: Totals) -> None:
+    """Fold rows ``start:stop`` of `block` into `totals`, op by op (the
+    eager counterpart of :meth:`CompiledEvaluation.add`)."""
+    part = block.slice(start, stop)
+    loss, out = loss_sum_and_output(model, part)
+    totals.add(loss, part.y, out, stop - start)
+
+
+def loss_sum_and_output(model: Any, part: Data) -> tuple[Array, Array]:
+    """A chunk's summed loss (the weight penalty counted once per sample,
+    as each training batch's mean loss carries it) and its outputs."""
+    fused = model.fused
+    out, _ = model.forward(part.x, logits=fused)
+    loss, _ = model.loss.compute(part.y, out, part.sample_weight, logits=fused, reduction="sum")
+    penalty = model.regularization_loss()
+    if penalty is not None:
+        loss = loss + penalty * part.n
+    return loss, out
+
+
+@contextlib.contextmanager
+def _bound(layers: list, keys: list, params: list, buffer_keys: list, buffers: list):
+    """Put (traced) parameters and buffers into `layers` (at `keys` and
+    `buffer_keys`), and the layers' own back afterwards, whatever happens."""
+    saved = [(layer, dict(layer.params), layer.buffers, layer.grads) for layer in layers]
+    try:
+        for (layer, name, _), value in zip(keys, params, strict=True):
+            layer.params[name] = value
+        for layer in layers:
+            layer.buffers = dict(layer.buffers)
+            layer.grads = {}
+        for (layer, name), value in zip(buffer_keys, buffers, strict=True):
+            layer.buffers[name] = value
+        yield
+    finally:
+        for layer, params_, buffers_, grads in saved:
+            layer.params, layer.buffers, layer.grads = params_, buffers_, grads
+
+
+def _totals_like(compiler: Any, model: Any, totals: Totals, data: Data, size: int) -> Any:
+    """The shapes of `totals`' loss and metric states after a batch of
+    `size` rows of `data` (found by tracing, not by running)."""
+
+    def first(y, out):
+        return totals.fold((0.0, [None] * len(totals.metrics)), 0.0 * out[0, 0], y, out)
+
+    y = compiler.like((size, *data.y.shape[1:]), data.y.dtype)
+    out = compiler.like((size, model.output_dim), data.x.dtype)
+    return compiler.zeros_like_result(first, y, out)

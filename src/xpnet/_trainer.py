@@ -84,7 +84,7 @@ class Trainer:
 
     def _forget_plans(self) -> None:
         """Drop the planned and compiled steps (the model changed)."""
-        for key in ("_keys", "_plans", "_compiled"):
+        for key in ("_keys", "_plans", "_compiled", "_evaluation"):
             self.__dict__.pop(key, None)
 
     def get_compile_config(self) -> dict[str, Any] | None:
@@ -205,16 +205,15 @@ class Trainer:
             raise ValueError(f"jit_compile=True cannot compile this fit: {why}")
         return None if why is not None else compiler
 
-    def _loss_sum_and_output(self, part: _training.Data) -> tuple[Array, Array]:
-        """A chunk's summed loss (the weight penalty counted once per sample,
-        as each training batch's mean loss carries it) and its outputs."""
-        fused = self.fused
-        out, _ = self.forward(part.x, logits=fused)
-        loss, _ = self.loss.compute(part.y, out, part.sample_weight, logits=fused, reduction="sum")
-        penalty = self.regularization_loss()
-        if penalty is not None:
-            loss = loss + penalty * part.n
-        return loss, out
+    def _chunk_adder(self) -> Any:
+        """How evaluation folds a chunk into its totals: one compiled program
+        per chunk size where fit's step compiles (JAX), else op by op."""
+        compiler = None if self.jit_compile is False else compiler_for(self._placement)
+        if compiler is None or type(self).forward is not self._planned["forward"]:
+            return functools.partial(_plan.eager_chunk, self)
+        if "_evaluation" not in self.__dict__:
+            self._evaluation = _plan.CompiledEvaluation(self, compiler)
+        return self._evaluation.add
 
     # ------------------------------------------------------------ fit, evaluate, predict
 
@@ -292,7 +291,7 @@ class Trainer:
             chunk = min(PREDICT_CHUNK, val.n) if val is not None else 0
             evaluate = None if val is None else (
                 lambda: _training.evaluate_loop(
-                    self._loss_sum_and_output, val, self._totals(), chunk, "val_"
+                    self._chunk_adder(), val, self._totals(), chunk, "val_"
                 )
             )  # fmt: skip
             callback_list = _training.CallbackList(callbacks or [], self)
@@ -324,7 +323,7 @@ class Trainer:
         with self._unplaced_on_error(), quiet_float_errors():
             data = self._data_for(x, y, sample_weight)
             return _training.evaluate_loop(
-                self._loss_sum_and_output, data, self._totals(), batch_size or PREDICT_CHUNK,
+                self._chunk_adder(), data, self._totals(), batch_size or PREDICT_CHUNK,
                 verbose=verbose,
             )  # fmt: skip
 

@@ -34,11 +34,14 @@ from xpnet._typing import Array
 
 @dataclass
 class Data:
-    """Validated arrays on the model's device."""
+    """Validated arrays on the model's device; with `order`, the rows are
+    meant in that order (a shuffled epoch, gathered by whoever reads it:
+    :meth:`take` for all at once, or a compiled step batch by batch)."""
 
     x: Array
     y: Array | None = None
     sample_weight: Array | None = None
+    order: Array | None = None
 
     @property
     def n(self) -> int:
@@ -58,11 +61,12 @@ class Data:
         return len(batches(self.n, self.n if batch_size is None else min(batch_size, self.n)))
 
     def epoch(self, shuffle_rng: Any, batch_size: int | None) -> Iterator[tuple[Data, Spans]]:
-        """The epoch's one block, shuffled on the device when `shuffle_rng`
-        is given, with its batches."""
+        """The epoch's one block, with its batches; when `shuffle_rng` is
+        given, in an order drawn from it (``order``, not yet gathered)."""
         data = self
         if shuffle_rng is not None:
-            data = self.take(permutation(shuffle_rng, self.n, backend_of(self.x)))
+            order = permutation(shuffle_rng, self.n, backend_of(self.x))
+            data = Data(self.x, self.y, self.sample_weight, order)
         yield data, batches(self.n, self.n if batch_size is None else min(batch_size, self.n))
 
 
@@ -366,7 +370,7 @@ def _epoch(model, epoch_steps, blocks, totals, progress, callbacks, interrupt):
 
 
 def evaluate_loop(
-    loss_and_output: Callable[[Data], tuple[Array, Array]],
+    add_chunk: Callable[[Data, int, int, Totals], None],
     data: Data | Stream,
     totals: Totals,
     chunk: int,
@@ -374,13 +378,12 @@ def evaluate_loop(
     verbose: int = 0,
 ) -> dict[str, float]:
     """Exact loss and metrics over `data` (in memory or streamed):
-    `loss_and_output` gives a chunk's *summed* loss and its outputs."""
+    ``add_chunk(block, start, stop, totals)`` folds rows ``start:stop`` of
+    a block into `totals` (op by op, or as a compiled program)."""
     progress = Progress(verbose, "Evaluate", data.batch_count(chunk))
     for block, spans in data.epoch(None, chunk):
         for start, stop in spans:
-            part = block.slice(start, stop)
-            loss, out = loss_and_output(part)
-            totals.add(loss, part.y, out, stop - start)
+            add_chunk(block, start, stop, totals)
             progress.advance()
         del block
     logs = totals.logs(prefix)

@@ -43,17 +43,29 @@ class JaxCompiler:
         return self.jax.lax.dynamic_slice_in_dim(a, start, size, axis=0)
 
     def zeros_like_result(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Zeros shaped like what ``fn(*args)`` returns, without running it."""
-        return self.zeros_like(self.jax.eval_shape(fn, *args))
+        """Shape structs of what ``fn(*args)`` returns, found without running it."""
+        return self.jax.eval_shape(fn, *args)
 
-    def zeros_like(self, like: Any) -> Any:
-        """Fresh zeros for every leaf of `like` (arrays or shape structs)."""
+    def gather(self, a: Any, index: Any) -> Any:
+        """The rows `index` of `a`, in that order."""
+        return self.jax.numpy.take(a, index, axis=0)
+
+    def like(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        """A stand-in for an array of `shape` and `dtype` when tracing."""
+        return self.jax.ShapeDtypeStruct(shape, dtype)
+
+    def zeros_like(self, like: Any, on: Any) -> Any:
+        """Fresh zeros for every leaf of `like` (arrays or shape structs),
+        committed to the device of the array `on`: a program's results are,
+        and arguments placed differently would compile it a second time."""
         jnp = self.jax.numpy
-        return self.jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), like)
+        zeros = self.jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), like)
+        return self.jax.device_put(zeros, on.sharding)
 
-    def stack(self, values: Sequence[float], dtype: Any) -> Any:
-        """Host scalars as one array of `dtype` (per-step learning rates)."""
-        return self.jax.numpy.asarray(values, dtype=dtype)
+    def stack(self, values: Sequence[float] | float, dtype: Any, on: Any) -> Any:
+        """Host scalars as one array of `dtype` (per-step learning rates,
+        batch starts) on the device of the array `on`."""
+        return self.jax.device_put(self.jax.numpy.asarray(values, dtype=dtype), on.sharding)
 
 
 def is_traced(x: Any) -> bool:
