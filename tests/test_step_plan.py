@@ -105,12 +105,8 @@ def test_the_compiled_step_is_traced_once_per_batch_size_not_per_epoch():
     # full batches (scanned and single) and the last partial batch of 6 rows
     assert 0 < traces <= 3
     train(model, epochs=4)
-    assert model._compiled.traces == traces
-    # unshuffled epochs slice their batches instead of gathering them: one
-    # more program per batch size, traced once too
     train(model, epochs=2, shuffle=False)
-    train(model, epochs=3, shuffle=False)
-    assert model._compiled.traces == 2 * traces
+    assert model._compiled.traces == traces
 
 
 def test_no_tracer_is_left_in_the_model_after_a_compiled_fit():

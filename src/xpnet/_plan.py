@@ -124,8 +124,6 @@ def eager_epoch(
     """Train on `data`'s batches `spans` one :meth:`train_step` at a time,
     adding each to `totals`; yields the index of the last batch done after
     every `group` batches (``steps_per_execution``) and at the end."""
-    if data.order is not None:  # shuffled: gathered once, sliced per batch
-        data = data.take(data.order)
     x, y, w = data.x, data.y, data.sample_weight
     train_step, add = model.train_step, totals.add
     last = len(spans) - 1
@@ -190,15 +188,11 @@ class CompiledSteps:
 
     def _program(self, size: int):
         """The compiled step for batches of `size` rows starting at a traced row."""
-        rows, gather = self.compiler.rows, self.compiler.gather
+        rows = self.compiler.rows
 
-        def one(state, x, y, w, order, start, hyper):
+        def one(state, x, y, w, start, hyper):
             self.traces += 1
-            if order is None:
-                x, y, w = (None if a is None else rows(a, start, size) for a in (x, y, w))
-            else:  # a shuffled epoch: this batch's rows, gathered
-                index = rows(order, start, size)
-                x, y, w = (None if a is None else gather(a, index) for a in (x, y, w))
+            x, y, w = (None if a is None else rows(a, start, size) for a in (x, y, w))
             return self._step(state, x, y, w, hyper)
 
         return one
@@ -215,11 +209,11 @@ class CompiledSteps:
         if found is None:
             one = self._program(size)
 
-            def many(state, x, y, w, order, starts, hypers):
+            def many(state, x, y, w, starts, hypers):
                 def body(carry, item):
                     start, hyper = item
                     hyper = [hyper[i] for i in range(len(hyper))]
-                    return one(carry, x, y, w, order, start, hyper), None
+                    return one(carry, x, y, w, start, hyper), None
 
                 return self.compiler.scan(body, state, (starts, hypers))
 
@@ -288,7 +282,7 @@ class CompiledSteps:
         self.totals = totals
         size = spans[0][1] - spans[0][0]
         state = self._pack(totals, data, size)
-        x, y, w, order = data.x, data.y, data.sample_weight, data.order
+        x, y, w = data.x, data.y, data.sample_weight
         dtype = float_dtype(self.model.placement.xp, self.model.dtype)
         b, base = 0, totals.count
         while b < len(spans):
@@ -296,13 +290,13 @@ class CompiledSteps:
             if len(full) > 1:  # a run of full batches: one scan over them
                 starts = self._constant([s[0] for s in full], "int32", x)
                 hypers = self._constant(self._hypers(len(full)), dtype, x)
-                state = self._scan_for(size)(state, x, y, w, order, starts, hypers)
+                state = self._scan_for(size)(state, x, y, w, starts, hypers)
                 b += len(full)
             else:
                 start, stop = spans[b]
                 (hyper,) = self._hypers(1)
                 program, start = self._single_for(stop - start), self._constant(start, "int32", x)
-                state = program(state, x, y, w, order, start, hyper)
+                state = program(state, x, y, w, start, hyper)
                 b += 1
             self._unpack(state, totals)
             totals.count = base + spans[b - 1][1]

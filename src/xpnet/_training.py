@@ -34,14 +34,11 @@ from xpnet._typing import Array
 
 @dataclass
 class Data:
-    """Validated arrays on the model's device; with `order`, the rows are
-    meant in that order (a shuffled epoch, gathered by whoever reads it:
-    :meth:`take` for all at once, or a compiled step batch by batch)."""
+    """Validated arrays on the model's device."""
 
     x: Array
     y: Array | None = None
     sample_weight: Array | None = None
-    order: Array | None = None
 
     @property
     def n(self) -> int:
@@ -61,12 +58,11 @@ class Data:
         return len(batches(self.n, self.n if batch_size is None else min(batch_size, self.n)))
 
     def epoch(self, shuffle_rng: Any, batch_size: int | None) -> Iterator[tuple[Data, Spans]]:
-        """The epoch's one block, with its batches; when `shuffle_rng` is
-        given, in an order drawn from it (``order``, not yet gathered)."""
+        """The epoch's one block, shuffled on the device when `shuffle_rng`
+        is given, with its batches."""
         data = self
         if shuffle_rng is not None:
-            order = permutation(shuffle_rng, self.n, backend_of(self.x))
-            data = Data(self.x, self.y, self.sample_weight, order)
+            data = self.take(permutation(shuffle_rng, self.n, backend_of(self.x)))
         yield data, batches(self.n, self.n if batch_size is None else min(batch_size, self.n))
 
 
