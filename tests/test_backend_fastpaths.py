@@ -17,7 +17,7 @@ IN_PLACE = {"numpy", "torch", "cupy"}  # the libraries with a written-over fast 
 
 def test_each_array_type_gets_its_library_class(placement, make):
     expected = {"numpy": fastpaths.NumpyOps, "torch": fastpaths.TorchOps}
-    expected["cupy"] = fastpaths.CupyOps
+    expected["cupy"], expected["jax"] = fastpaths.CupyOps, fastpaths.JaxOps
     assert fastpaths._ops(make([1.0])) is expected.get(placement.name, fastpaths.ArrayAPIOps)
 
 
@@ -26,6 +26,20 @@ def test_numpy_subclasses_take_the_generic_path():
         pass
 
     assert fastpaths._ops(np.zeros(2).view(Sub)) is fastpaths.ArrayAPIOps
+
+
+@pytest.mark.parametrize("bad", [None, np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("shape", [(2, 3), (5,), (1, 1)])
+def test_any_nonfinite(placement, make, bad, shape):
+    host = np.arange(np.prod(shape), dtype=float).reshape(shape)
+    if bad is not None:
+        host.flat[-1] = bad
+    x = make(host)
+    flag = _backend.any_nonfinite(x)
+    assert bool(_backend.to_numpy(flag)) is (bad is not None)
+    assert flag.shape == ()  # a device boolean, read with the other checks
+    assert _backend.namespace(flag) is _backend.namespace(x)
+    assert _backend.device_of(flag) == _backend.device_of(x)
 
 
 @pytest.mark.parametrize("keepdims", [False, True])

@@ -15,6 +15,7 @@ from typing import Any
 
 from xpnet._backend import (
     Backend,
+    any_nonfinite,
     asarray,
     backend_name,
     device_of,
@@ -111,8 +112,7 @@ def features(x: Any, spec: Spec, checks: Checks | None, name: str = "x") -> Arra
     if x.shape[0] == 0:
         raise ValueError(f"{name} is empty: shape {tuple(x.shape)}")
     if checks is not None:
-        xp = spec.backend.xp
-        checks.fail_if(xp.any(~xp.isfinite(x)), f"{name} contains NaN or infinite values")
+        checks.fail_if(any_nonfinite(x), f"{name} contains NaN or infinite values")
     return x
 
 

@@ -45,6 +45,7 @@ from xpnet._backend.dtypes import (
 from xpnet._backend.fastpaths import (
     add_scaled_,
     affine,
+    any_nonfinite,
     is_writeable,
     matmul,
     reduce_max,
@@ -86,6 +87,7 @@ __all__ = [
     "Backend",
     "add_scaled_",
     "affine",
+    "any_nonfinite",
     "asarray",
     "available_backends",
     "backend",

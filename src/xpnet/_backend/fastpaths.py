@@ -14,6 +14,8 @@ namespace from them (once per array type); none takes ``xp``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import array_api_compat
 import numpy as np
 
@@ -46,6 +48,11 @@ def is_writeable(x: Array) -> bool:
 class ArrayAPIOps:
     """Plain array API calls: new arrays, in place only where the array says
     it is writable (array-api-strict yes, JAX never)."""
+
+    @staticmethod
+    def any_nonfinite(x: Array) -> Array:
+        xp = namespace(x)
+        return xp.any(~xp.isfinite(x))
 
     @staticmethod
     def reduce_sum(x: Array, axis: int, keepdims: bool) -> Array:
@@ -227,6 +234,21 @@ def _row_starts(n: int, k: int) -> Array:
 
 # --------------------------------------------------------------------------
 # Dispatch: once per array type
+class JaxOps(ArrayAPIOps):
+    """JAX runs each operation as its own program, compiled on first use for
+    every new shape: the checks of a new dataset are fused into one."""
+
+    _nonfinite: Any = None
+
+    @classmethod
+    def any_nonfinite(cls, x: Array) -> Array:
+        if cls._nonfinite is None:
+            import jax
+
+            cls._nonfinite = jax.jit(lambda a: ~jax.numpy.all(jax.numpy.isfinite(a)))
+        return cls._nonfinite(x)
+
+
 # --------------------------------------------------------------------------
 
 _OPS_BY_TYPE: dict[type, type[ArrayAPIOps]] = {}
@@ -239,6 +261,8 @@ def _ops_for_new_type(x: Array) -> type[ArrayAPIOps]:
         return TorchOps
     if array_api_compat.is_cupy_array(x):
         return CupyOps
+    if array_api_compat.is_jax_array(x):
+        return JaxOps
     return ArrayAPIOps
 
 
@@ -248,6 +272,11 @@ def _ops(x: Array) -> type[ArrayAPIOps]:
     if ops is None:
         ops = _OPS_BY_TYPE[type(x)] = _ops_for_new_type(x)
     return ops
+
+
+def any_nonfinite(x: Array) -> Array:
+    """Whether `x` holds a NaN or an infinity, as a device boolean."""
+    return _ops(x).any_nonfinite(x)
 
 
 def reduce_sum(x: Array, axis: int, keepdims: bool = False) -> Array:
