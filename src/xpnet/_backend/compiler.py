@@ -46,10 +46,6 @@ class JaxCompiler:
         """Shape structs of what ``fn(*args)`` returns, found without running it."""
         return self.jax.eval_shape(fn, *args)
 
-    def gather(self, a: Any, index: Any) -> Any:
-        """The rows `index` of `a`, in that order."""
-        return self.jax.numpy.take(a, index, axis=0)
-
     def like(self, shape: tuple[int, ...], dtype: Any) -> Any:
         """A stand-in for an array of `shape` and `dtype` when tracing."""
         return self.jax.ShapeDtypeStruct(shape, dtype)

@@ -232,8 +232,6 @@ def _row_starts(n: int, k: int) -> Array:
     return found
 
 
-# --------------------------------------------------------------------------
-# Dispatch: once per array type
 class JaxOps(ArrayAPIOps):
     """JAX runs each operation as its own program, compiled on first use for
     every new shape: the checks of a new dataset are fused into one."""
@@ -249,6 +247,8 @@ class JaxOps(ArrayAPIOps):
         return cls._nonfinite(x)
 
 
+# --------------------------------------------------------------------------
+# Dispatch: once per array type
 # --------------------------------------------------------------------------
 
 _OPS_BY_TYPE: dict[type, type[ArrayAPIOps]] = {}
