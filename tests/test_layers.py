@@ -245,7 +245,10 @@ def test_every_relu_layer_runs_the_activations_fast_path(monkeypatch, placement)
             loss=xn.losses.SparseCategoricalCrossentropy(from_logits=True), optimizer="sgd"
         )
         results.append(model.train_on_batch(X, LABELS))
-        assert "backward_" in calls, stack
+        # a stack of Dense layers on NumPy is the flat step, with its own in-place ReLU
+        flat = any(plan.chain is not None for plan in model._plans.values())
+        assert flat or "backward_" in calls, stack
+        assert flat == (placement.name == "numpy" and len(stack) == 2)
         assert max(xn.gradcheck(model, X, LABELS).values()) < 1e-6
     # the same network and seed: the same step whichever layer holds the ReLU
     assert results[0] == pytest.approx(results[1]) == pytest.approx(results[2])

@@ -21,9 +21,10 @@ from xpnet._backend import (
     device_of,
     host_numeric,
     is_host_data,
+    labels_outside,
+    maybe_nonfinite,
     namespace,
     reduce_max,
-    reduce_sum,
     to_numpy,
 )
 from xpnet._dask import is_dask_array
@@ -173,19 +174,21 @@ def _whole_labels(y: Array, k: int, checks: Checks, name: str) -> Array:
     xp = namespace(y)
     if xp.isdtype(y.dtype, "bool"):
         y = xp.astype(y, xp.int32)
+    if xp.isdtype(y.dtype, "integral"):  # one reduction; a bad label stops all before use
+        checks.fail_if(labels_outside(y, k), _range_message(name, k))
+        return y if y.dtype == xp.int32 else xp.astype(y, xp.int32)
     in_range = (y >= 0) & (y < k)  # False for NaN
     if xp.isdtype(y.dtype, "real floating"):
         checks.fail_if(xp.any(~xp.isfinite(y)), f"{name} contains NaN or infinite values")
         checks.fail_if(
             xp.any(in_range & (y != xp.floor(y))), f"{name} labels must be whole numbers"
         )
-    checks.fail_if(
-        xp.any(~in_range),
-        f"{name} labels must be in [0, {k}) for the {k} outputs of the last layer",
-    )
-    if xp.isdtype(y.dtype, "integral") and y.dtype == xp.int32:
-        return y
+    checks.fail_if(xp.any(~in_range), _range_message(name, k))
     return xp.astype(xp.where(in_range, y, xp.zeros_like(y)), xp.int32)
+
+
+def _range_message(name: str, k: int) -> str:
+    return f"{name} labels must be in [0, {k}) for the {k} outputs of the last layer"
 
 
 def weights(
@@ -265,12 +268,11 @@ def ready(x: Any, y: Any, spec: Spec, input_dim: int) -> Data | None:
     if spec.task == "sparse":
         if y.ndim != 1 or y.dtype not in (xp.int32, xp.int64):  # as the full checks cast to
             return None
-        bad = (xp.min(y) < 0) | (reduce_max(y, axis=None) >= k)
-        bad = bad | ~xp.isfinite(reduce_sum(x, axis=None))
+        bad = labels_outside(y, k) | maybe_nonfinite(x)
     else:
         if y.dtype != spec.dtype or tuple(y.shape) not in ((n, k), (n,) * (k == 1)):
             return None
-        bad = ~xp.isfinite(reduce_sum(x, axis=None) + reduce_sum(y, axis=None))
+        bad = maybe_nonfinite(x) | maybe_nonfinite(y)
         if spec.task in ("binary", "categorical"):
             bad = bad | (reduce_max(-y, axis=None) > 0) | (reduce_max(y, axis=None) > 1)
         y = xp.reshape(y, (n, k))

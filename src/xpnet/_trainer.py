@@ -11,21 +11,19 @@ data (``_data``), then drive the public step through the loop in
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from xpnet import _dask, _data, _plan, _progress, _training
+from xpnet import _compiled, _dask, _data, _plan, _progress, _training
 from xpnet import callbacks as _callbacks
 from xpnet import losses as _losses
 from xpnet import metrics as _metrics
 from xpnet import optimizers as _optimizers
-from xpnet._backend import copy_array, is_host_rng, quiet_float_errors, to_numpy
+from xpnet._backend import quiet_float_errors, to_numpy
 from xpnet._backend.compiler import compiler_for
 from xpnet._typing import Array
 from xpnet._validation import check_positive_int
-from xpnet.layers import Layer
 
 # Rows per forward pass in predict/evaluate (any size gives the same result).
 PREDICT_CHUNK = 1024
@@ -84,7 +82,7 @@ class Trainer:
 
     def _forget_plans(self) -> None:
         """Drop the planned and compiled steps (the model changed)."""
-        for key in ("_keys", "_plans", "_compiled", "_evaluation"):
+        for key in ("_keys", "_plans", "_compiled", "_evaluation", "_gate"):
             self.__dict__.pop(key, None)
 
     def get_compile_config(self) -> dict[str, Any] | None:
@@ -135,11 +133,19 @@ class Trainer:
         yields the index of the last batch done after each device call."""
         compiler = self._step_compiler()
         if compiler is None:
-            return _plan.eager_epoch(self, data, spans, totals, self.steps_per_execution)
+            if not self._overridden() and "_communicator" not in self.__dict__:
+                train = self._step_plan(data.y, data.sample_weight).fit_batch  # train_step's
+            else:
+
+                def train(x, y, sample_weight):
+                    step = self.train_step(x, y, sample_weight)
+                    return step.loss, step.output
+
+            return _plan.eager_epoch(train, data, spans, totals, self.steps_per_execution)
         plan, group = self._step_plan(data.y, data.sample_weight), self.steps_per_execution
         compiled = self.__dict__.get("_compiled")
         if compiled is None or compiled.plan is not plan or compiled.group != group:
-            compiled = self._compiled = _plan.CompiledSteps(self, plan, compiler, group)
+            compiled = self._compiled = _compiled.CompiledSteps(self, plan, compiler, group)
         return compiled.epoch(data, spans, totals)
 
     # ------------------------------------------------------------ data
@@ -197,13 +203,19 @@ class Trainer:
         if self.jit_compile is False:
             return None
         compiler = compiler_for(self._placement)
-        cls = type(self)
-        overridden = [m for m in ("train_step", "compute_gradients", "forward")
-                      if getattr(cls, m) is not cls._planned[m]]  # fmt: skip
-        why = _plan.why_not_compiled(self, compiler, overridden, self.__dict__.get("_communicator"))
+        overridden = self._overridden()
+        why = _compiled.why_not_compiled(
+            self, compiler, overridden, self.__dict__.get("_communicator")
+        )
         if why is not None and self.jit_compile is True:
             raise ValueError(f"jit_compile=True cannot compile this fit: {why}")
         return None if why is not None else compiler
+
+    def _overridden(self) -> list[str]:
+        """The step methods a subclass overrides (fit then calls them as they are)."""
+        cls = type(self)
+        return [m for m in ("train_step", "compute_gradients", "forward")
+                if getattr(cls, m) is not cls._planned[m]]  # fmt: skip
 
     def _chunk_adder(self) -> Any:
         """How evaluation folds a chunk into its totals: one compiled program
@@ -212,7 +224,7 @@ class Trainer:
         if compiler is None or type(self).forward is not self._planned["forward"]:
             return functools.partial(_plan.eager_chunk, self)
         if "_evaluation" not in self.__dict__:
-            self._evaluation = _plan.CompiledEvaluation(self, compiler)
+            self._evaluation = _compiled.CompiledEvaluation(self, compiler)
         return self._evaluation.add
 
     # ------------------------------------------------------------ fit, evaluate, predict
@@ -377,13 +389,32 @@ class Trainer:
         model as it was (no per-call copy of the weights is needed).
         """
         self._require_compiled("train_on_batch")
+        data = None
+        if sample_weight is None and class_weight is None:
+            data = self._ready(x, y)
+        if data is not None:  # the model is placed: nothing to undo on an error
+            with quiet_float_errors():
+                if self._gate[4]:  # train_step's own plan, without building its Step
+                    loss = self._step_plan(data.y, None).fit_batch(data.x, data.y, None)[0]
+                else:
+                    loss = self.train_step(data.x, data.y).loss
+                return float(to_numpy(loss))
         with self._unplaced_on_error(), quiet_float_errors():
-            data = None
-            if sample_weight is None and class_weight is None and self.built and self._placement:
-                data = _data.ready(x, y, self._spec(x), self.input_dim)
-            if data is None:
-                data = self._prepare(x, y, sample_weight, class_weight)
+            data = self._prepare(x, y, sample_weight, class_weight)
             return float(to_numpy(self.train_step(data.x, data.y, data.sample_weight).loss))
+
+    def _ready(self, x: Any, y: Any) -> _training.Data | None:
+        """``(x, y)`` as they are when they pass :func:`_data.ready`'s one
+        fused check, else None; what it checks against is worked out once
+        per model configuration."""
+        gate = self.__dict__.get("_gate")
+        if gate is None or gate[0] is not self.loss or gate[1] is not self._placement:
+            if self._placement is None or not self.built:
+                return None
+            planned = not self._overridden()
+            gate = (self.loss, self._placement, self._spec(x), self.input_dim, planned)
+            self._gate = gate
+        return _data.ready(x, y, gate[2], gate[3])
 
     @contextlib.contextmanager
     def _workers(self, communicator: Any) -> Iterator[None]:
@@ -400,49 +431,3 @@ class Trainer:
         that, so a refused call changes nothing. A placed model has nothing
         to undo, and pays nothing."""
         return self._rollback() if self._placement is None else contextlib.nullcontext()
-
-    @contextlib.contextmanager
-    def _rollback(self) -> Iterator[None]:
-        """Put the whole training state back if the block raises an Exception
-        (not on KeyboardInterrupt, which keeps the batches finished so far)."""
-        fields = ("_placement", "_dtype", "_keys", "history", "stop_training")
-        saved = {key: self.__dict__[key] for key in fields if key in self.__dict__}
-        shuffle_rng = copy.deepcopy(self._shuffle_rng)
-        layers = [_layer_state(layer) for layer in self.layers]
-        opt = self.optimizer
-        opt_state = None
-        if opt is not None:
-            opt_state = (
-                opt.iterations,
-                {
-                    key: {slot: copy_array(a) for slot, a in slots.items()}
-                    for key, slots in opt.state.items()
-                },
-            )
-        try:
-            yield
-        except Exception:
-            for key in fields:
-                self.__dict__.pop(key, None)
-            self.__dict__.update(saved)
-            self._shuffle_rng = shuffle_rng
-            for layer, state in zip(self.layers, layers, strict=True):
-                layer.__dict__.clear()
-                layer.__dict__.update(state)
-            if opt_state is not None:
-                opt.iterations, opt.state = opt_state
-            raise
-
-
-def _layer_state(layer: Layer) -> dict[str, Any]:
-    """Everything `layer` holds, with copies of its parameters, buffers
-    (moving statistics) and random streams, for :meth:`Sequential._rollback`
-    (gradient buffers are scratch)."""
-    state = dict(layer.__dict__)
-    state["params"] = {name: copy_array(value) for name, value in layer.params.items()}
-    state["buffers"] = {name: copy_array(value) for name, value in layer.buffers.items()}
-    state["grads"] = {}
-    for key, value in state.items():
-        if is_host_rng(value):
-            state[key] = copy.deepcopy(value)
-    return state

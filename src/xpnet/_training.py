@@ -346,16 +346,19 @@ def _epoch(model, epoch_steps, blocks, totals, progress, callbacks, interrupt):
     """One pass over the `blocks` of an epoch (``(data, spans)`` pairs: one
     for data in memory); returns the epoch's logs."""
     offset, done = 0, -1
+    quiet = progress.bar is None and not callbacks.per_batch  # nothing to tell per batch
     with contextlib.closing(blocks):
         for data, spans in blocks:
             # closing(): a stop or an interrupt hands the state back to the model now
             with contextlib.closing(epoch_steps(data, spans, totals)) as steps:
                 for b in steps:
-                    logs = {"loss": totals.running_loss()} if progress.due() else {}
-                    progress.advance(logs, offset + b - done)
+                    if not quiet:
+                        logs = {"loss": totals.running_loss()} if progress.due() else {}
+                        progress.advance(logs, offset + b - done)
+                        callbacks.on_train_batch_end(offset + b, logs)
                     done = offset + b
-                    callbacks.on_train_batch_end(done, logs)
-                    interrupt.check()  # a Ctrl-C during the step stops here
+                    if interrupt.pending:  # a Ctrl-C during the step stops here
+                        interrupt.check()
                     if model.stop_training:
                         break
             offset += len(spans)

@@ -10,11 +10,12 @@ statistics). ``get_weights`` lists them all, per layer in Keras's order
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from xpnet import _saving
-from xpnet._backend import Backend, asarray, to_numpy
+from xpnet._backend import Backend, asarray, copy_array, is_host_rng, rng_restorer, to_numpy
 from xpnet._typing import Array
 from xpnet.layers import Layer
 
@@ -29,6 +30,37 @@ class Weights:
 
     def _storage(self) -> tuple[Backend, Any]:
         raise NotImplementedError
+
+    @contextlib.contextmanager
+    def _rollback(self) -> Iterator[None]:
+        """Put the whole training state back if the block raises an Exception
+        (not on KeyboardInterrupt, which keeps the batches finished so far):
+        the weights, the optimizer state, the random streams and the model's
+        placement and history."""
+        fields = ("_placement", "_dtype", "_keys", "history", "stop_training")
+        saved = {key: self.__dict__[key] for key in fields if key in self.__dict__}
+        restorers = [rng_restorer(self._shuffle_rng)]
+        layers = [_layer_state(layer, restorers) for layer in self.layers]
+        opt = self.optimizer
+        opt_state = None
+        if opt is not None:
+            slots = {key: {name: copy_array(a) for name, a in found.items()}
+                     for key, found in opt.state.items()}  # fmt: skip
+            opt_state = (opt.iterations, slots)
+        try:
+            yield
+        except Exception:
+            for key in fields:
+                self.__dict__.pop(key, None)
+            self.__dict__.update(saved)
+            for restore in restorers:
+                restore()
+            for layer, state in zip(self.layers, layers, strict=True):
+                layer.__dict__.clear()
+                layer.__dict__.update(state)
+            if opt_state is not None:
+                opt.iterations, opt.state = opt_state
+            raise
 
     def regularization_loss(self) -> Array | None:
         """The sum of every layer's weight penalty (a 0-d array on the
@@ -140,3 +172,15 @@ def _summary_table(model: Any) -> str:
     lines.append(f"Trainable params: {trainable:,}")
     lines.append(f"Non-trainable params: {total - trainable:,}")
     return "\n".join(lines)
+
+
+def _layer_state(layer: Layer, restorers: list) -> dict[str, Any]:
+    """Everything `layer` holds, with copies of its parameters and buffers
+    (moving statistics), for :meth:`Weights._rollback` (gradient buffers are
+    scratch); a way back for each random stream joins `restorers`."""
+    state = dict(layer.__dict__)
+    state["params"] = {name: copy_array(value) for name, value in layer.params.items()}
+    state["buffers"] = {name: copy_array(value) for name, value in layer.buffers.items()}
+    state["grads"] = {}
+    restorers.extend(rng_restorer(value) for value in state.values() if is_host_rng(value))
+    return state

@@ -372,7 +372,7 @@ class Sequential(Trainer, Weights):
         # Namespaces (modules) and device objects do not pickle: keep the
         # backend by name, the arrays as NumPy, and rebuild on unpickling.
         state = self.__dict__.copy()
-        for key in ("_keys", "_plans", "_compiled", "_evaluation", "_communicator"):
+        for key in ("_keys", "_plans", "_compiled", "_evaluation", "_gate", "_communicator"):
             state.pop(key, None)  # refer to the live layers; rebuilt on demand
         if self._placement is not None:
             token = _device_token(self._placement)

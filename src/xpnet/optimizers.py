@@ -115,6 +115,12 @@ class Optimizer(_config.Configurable):
         lr = self._learning_rate
         return lr(self.iterations) if callable(lr) else lr
 
+    def plain_rate(self) -> float | None:
+        """The learning rate of the next step when that step is exactly
+        ``param -= lr * grad`` (no state, no clipping), else None: a training
+        step may then fold ``-lr`` into the gradients (and count the step)."""
+        return None
+
     def _clip(self, grad: Array) -> Array:
         if self.clipvalue is None and self.clipnorm is None:
             return grad
@@ -268,6 +274,11 @@ class SGD(Optimizer):
         self.momentum = float(momentum)
         self.nesterov = bool(nesterov)
         self._slots = ("velocity",) if self.momentum > 0 else ()
+
+    def plain_rate(self):
+        if self.momentum or self.clipnorm is not None or self.clipvalue is not None:
+            return None
+        return self.current_learning_rate()
 
     def _step(self, param, grad, slots, hyper):
         (lr,) = hyper

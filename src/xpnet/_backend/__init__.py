@@ -26,6 +26,7 @@ One module per job; this file only re-exports them:
 * ``dtypes``     -- float dtypes, what each backend supports, NumPy's errstate
 * ``transfers``  -- host <-> device moves
 * ``fastpaths``  -- fused / in-place per-step operations, one class per library
+* ``numpy_step`` -- the training step of a Dense stack as one flat NumPy loop
 * ``files``      -- ``.npy`` read and write, never pickle
 * ``rng``        -- the host random generator
 * ``tracing``    -- ndonnx's recording arrays, for the ONNX export (loaded on use)
@@ -46,13 +47,17 @@ from xpnet._backend.fastpaths import (
     add_scaled_,
     affine,
     any_nonfinite,
+    dense_chain,
     is_writeable,
+    labels_outside,
     matmul,
+    maybe_nonfinite,
     reduce_max,
     reduce_sum,
     relu_,
     relu_backward_,
     sparse_softmax_xent,
+    sum_rows,
 )
 from xpnet._backend.files import read_npy, write_npy
 from xpnet._backend.namespaces import backend_name, namespace
@@ -62,7 +67,7 @@ from xpnet._backend.registry import (
     describe_backends,
     library,
 )
-from xpnet._backend.rng import host_rng, is_host_rng
+from xpnet._backend.rng import host_rng, is_host_rng, rng_restorer
 from xpnet._backend.selection import (
     Backend,
     backend,
@@ -95,6 +100,7 @@ __all__ = [
     "backend_of",
     "copy_array",
     "default_backend",
+    "dense_chain",
     "describe_backends",
     "device_of",
     "dtype_name",
@@ -107,8 +113,10 @@ __all__ = [
     "is_host_rng",
     "is_writeable",
     "isdtype",
+    "labels_outside",
     "library",
     "matmul",
+    "maybe_nonfinite",
     "namespace",
     "quiet_float_errors",
     "read_npy",
@@ -116,8 +124,10 @@ __all__ = [
     "reduce_sum",
     "relu_",
     "relu_backward_",
+    "rng_restorer",
     "set_backend",
     "sparse_softmax_xent",
+    "sum_rows",
     "synchronize",
     "to_numpy",
     "write_npy",

@@ -19,6 +19,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
+from xpnet._backend import numpy_step
 from xpnet._backend.compiler import is_traced
 from xpnet._backend.namespaces import namespace
 from xpnet._typing import Array
@@ -49,14 +50,30 @@ class ArrayAPIOps:
     """Plain array API calls: new arrays, in place only where the array says
     it is writable (array-api-strict yes, JAX never)."""
 
+    #: A class that runs the training step of a Dense stack as one flat loop
+    #: (see :func:`dense_chain`); None: the step goes layer by layer.
+    dense_chain: Any = None
+
     @staticmethod
     def any_nonfinite(x: Array) -> Array:
         xp = namespace(x)
         return xp.any(~xp.isfinite(x))
 
     @staticmethod
+    def maybe_nonfinite(x: Array) -> Array:
+        return ~namespace(x).isfinite(reduce_sum(x, axis=None))
+
+    @staticmethod
+    def labels_outside(y: Array, k: int) -> Array:
+        return namespace(y).any((y < 0) | (y >= k))
+
+    @staticmethod
     def reduce_sum(x: Array, axis: int, keepdims: bool) -> Array:
         return namespace(x).sum(x, axis=axis, keepdims=keepdims)
+
+    @staticmethod
+    def sum_rows(x: Array) -> Array:
+        return namespace(x).sum(x, axis=0)
 
     @staticmethod
     def reduce_max(x: Array, axis: int, keepdims: bool) -> Array:
@@ -111,6 +128,8 @@ class NumpyOps(ArrayAPIOps):
     """NumPy: ufuncs with ``out=`` and the ufunc's own reduce, which skips
     the generic wrapper (a few microseconds a call at small sizes)."""
 
+    dense_chain = numpy_step.DenseChain
+
     @staticmethod
     def reduce_sum(x: Array, axis: int, keepdims: bool) -> Array:
         return np.add.reduce(x, axis=axis, keepdims=keepdims)
@@ -118,6 +137,27 @@ class NumpyOps(ArrayAPIOps):
     @staticmethod
     def reduce_max(x: Array, axis: int, keepdims: bool) -> Array:
         return np.maximum.reduce(x, axis=axis, keepdims=keepdims)
+
+    @staticmethod
+    def sum_rows(x: Array) -> Array:
+        return np.dot(numpy_step.ones(x.shape[0], x.dtype), x)
+
+    @staticmethod
+    def any_nonfinite(x: Array) -> Array:
+        return ~np.logical_and.reduce(np.isfinite(x), axis=None)
+
+    @staticmethod
+    def maybe_nonfinite(x: Array) -> Array:
+        flat = x.reshape(-1)  # the sum of squares: one BLAS call, no temporary
+        return ~np.isfinite(np.dot(flat, flat))
+
+    @staticmethod
+    def labels_outside(y: Array, k: int) -> Array:
+        unsigned = _UNSIGNED.get(y.dtype)
+        if unsigned is None:
+            return ArrayAPIOps.labels_outside(y, k)
+        # read as unsigned, a negative label is huge: one reduce checks both ends
+        return np.maximum.reduce(y.reshape(-1).view(unsigned), initial=0) >= k
 
     @staticmethod
     def relu_(z: Array) -> Array:
@@ -133,21 +173,27 @@ class NumpyOps(ArrayAPIOps):
 
     @staticmethod
     def sparse_softmax_xent(z: Array, labels: Array, mean: bool) -> tuple[Array, Array]:
-        # The generic kernel's numbers, in half the passes: the exponentials
-        # become the gradient in place, and the labels index the flat rows.
+        # The generic kernel's numbers in fewer and cheaper calls: a reduce
+        # along short rows costs microseconds, so the row maxima come from
+        # argmax and the row sums are BLAS products with ones; the labels
+        # index the flat rows, and the exponentials become the gradient in
+        # place, divided by their sums and the batch size in one pass.
         n, k = z.shape
+        starts = _row_starts(n, k)
+        top = z.reshape(-1).take(starts + z.argmax(axis=1))
         # C order, whatever the logits' layout: the flat view below must be a view
-        shifted = np.subtract(z, np.maximum.reduce(z, axis=1, keepdims=True), order="C")
+        shifted = np.subtract(z, top[:, None], order="C")
         e = np.exp(shifted)
-        total = np.add.reduce(e, axis=1, keepdims=True)
-        at = _row_starts(n, k) + labels
-        loss = np.add.reduce(np.log(total), axis=None) - np.add.reduce(shifted.ravel().take(at))
-        np.divide(e, total, out=e)
-        e.ravel()[at] -= 1.0
-        if mean:
-            e *= 1.0 / n
-            return loss / n, e
-        return loss, e
+        total = np.dot(e, numpy_step.ones(k, e.dtype))
+        at = starts + labels
+        loss = np.dot(np.log(total) - shifted.reshape(-1).take(at), numpy_step.ones(n, e.dtype))
+        scale = 1.0 / n if mean else 1.0
+        np.multiply(e, (scale / total)[:, None], out=e)
+        e.reshape(-1)[at] -= scale
+        return loss * scale, e
+
+
+_UNSIGNED = {np.dtype(f"i{size}"): np.dtype(f"u{size}") for size in (1, 2, 4, 8)}
 
 
 class CupyOps(ArrayAPIOps):
@@ -279,10 +325,30 @@ def any_nonfinite(x: Array) -> Array:
     return _ops(x).any_nonfinite(x)
 
 
+def maybe_nonfinite(x: Array) -> Array:
+    """A device boolean that is False only when every value of `x` is
+    finite: a check in one pass (a sum, which overflows to a false alarm
+    for huge values; confirm an alarm with :func:`any_nonfinite`)."""
+    return _ops(x).maybe_nonfinite(x)
+
+
+def labels_outside(y: Array, k: int) -> Array:
+    """Whether integer labels `y` hold one outside ``[0, k)``, as a device
+    boolean."""
+    return _ops(y).labels_outside(y, k)
+
+
 def reduce_sum(x: Array, axis: int, keepdims: bool = False) -> Array:
     """``xp.sum`` for the per-step kernels; on NumPy the ufunc's own reduce,
     which skips the generic wrapper (a few microseconds a call at small sizes)."""
     return _ops(x).reduce_sum(x, axis, keepdims)
+
+
+def sum_rows(x: Array) -> Array:
+    """The sum over the rows of a 2-D `x` (a bias gradient); on NumPy a BLAS
+    product with ones, as :class:`~xpnet._backend.numpy_step.DenseChain`
+    takes it, so the two steps agree to the last bit."""
+    return _ops(x).sum_rows(x)
 
 
 def reduce_max(x: Array, axis: int, keepdims: bool = False) -> Array:
@@ -321,6 +387,16 @@ def matmul(a: Array, b: Array, out: Array | None = None) -> Array:
     if out is None or not is_writeable(out) or out.shape != (a.shape[0], b.shape[1]):
         return a @ b
     return _ops(out).matmul_into(a, b, out)
+
+
+def dense_chain(like: Array, layers: list, activations: list, kernel: Any) -> Any:
+    """The library's flat training step for a stack of Dense `layers` whose
+    parameters are arrays like `like` (see :mod:`~xpnet._backend.numpy_step`),
+    or None where the library has none and the step goes layer by layer.
+    `activations` holds, per layer, ``"relu"``, None (linear or fused into
+    the loss) or an activation object."""
+    make = _ops(like).dense_chain
+    return None if make is None else make(layers, activations, kernel)
 
 
 def sparse_softmax_xent(

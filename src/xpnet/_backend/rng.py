@@ -7,6 +7,7 @@ shuffles on every backend.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -26,3 +27,14 @@ def host_rng(seed: int | np.random.Generator | None = None) -> np.random.Generat
 def is_host_rng(x: Any) -> bool:
     """Whether `x` is one of the host random generators xpnet draws from."""
     return isinstance(x, np.random.Generator)
+
+
+def rng_restorer(rng: np.random.Generator) -> Callable[[], None]:
+    """A function that puts `rng` back, in place, to the point it is at now
+    (its bit generator's state: a few integers, not a copy of the object)."""
+    state = rng.bit_generator.state
+
+    def restore() -> None:
+        rng.bit_generator.state = state
+
+    return restore

@@ -84,6 +84,8 @@ def to_numpy(x: Any) -> np.ndarray:
     """
     if isinstance(x, np.ndarray):
         return x
+    if isinstance(x, np.generic):  # a NumPy scalar (NumPy's reductions give them)
+        return np.asarray(x)
     if array_api_compat.is_torch_array(x):
         return x.detach().cpu().resolve_conj().numpy()
     if array_api_compat.is_cupy_array(x):
@@ -104,6 +106,8 @@ def copy_array(x: Array) -> Array:
 def synchronize(x: Any) -> None:
     """Wait until the device has finished computing `x`, an array or a list
     of arrays (for timing)."""
+    if isinstance(x, np.ndarray | np.generic | float):  # the host computes eagerly
+        return
     if isinstance(x, list | tuple):
         for item in x:
             synchronize(item)

@@ -8,7 +8,7 @@ from xpnet import activations as _activations
 from xpnet import functional as F
 from xpnet import initializers as _initializers
 from xpnet import regularizers as _regularizers
-from xpnet._backend import affine, asarray, backend_of, host_rng, matmul, reduce_sum
+from xpnet._backend import affine, asarray, backend_of, host_rng, matmul, sum_rows
 from xpnet._typing import Array
 from xpnet.layers._base import (
     Layer,
@@ -110,7 +110,7 @@ class Dense(Layer):
             # Reuse last step's gradient buffer where the library allows it.
             self.grads["kernel"] = matmul(x.T, dz, out=self.grads.get("kernel"))
             if self.use_bias:
-                self.grads["bias"] = reduce_sum(dz, axis=0)
+                self.grads["bias"] = sum_rows(dz)
             return dz @ kernel.T if need_dx else None
 
         return a, backward
