@@ -95,3 +95,35 @@ def test_matmul_reuses_a_matching_buffer(placement, make):
     assert_close(_backend.matmul(a, b, wrong_shape), HOST @ HOST.T)
     assert_close(wrong_shape, np.zeros((3, 3)))  # left alone
     assert_close(_backend.matmul(a, b), HOST @ HOST.T)
+
+
+def _read(flag) -> bool:
+    return bool(_backend.to_numpy(flag))
+
+
+@pytest.mark.parametrize("dtype", ["int32", "int64", "int8", "uint8"])
+def test_labels_outside(placement, make, dtype):
+    for labels, outside in [([0, 2, 1], False), ([0, 3, 1], True), ([], False), ([2], False)]:
+        assert _read(_backend.labels_outside(make(labels, dtype), 3)) is outside, labels
+    if not dtype.startswith("u"):  # read as unsigned, a negative label is huge
+        assert _read(_backend.labels_outside(make([1, -1, 0], dtype), 3)) is True
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_maybe_nonfinite_never_misses_a_nonfinite_value(placement, make, bad):
+    host = np.arange(12.0).reshape(3, 4)
+    assert _read(_backend.maybe_nonfinite(make(host))) is False
+    host[1, 2] = bad
+    assert _read(_backend.maybe_nonfinite(make(host))) is True
+    huge = np.full((2, 2), 1e308)  # finite, but its sum overflows: a false alarm
+    assert _read(_backend.any_nonfinite(make(huge))) is False
+    with _backend.quiet_float_errors():
+        assert _read(_backend.maybe_nonfinite(make(huge))) is True
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_sum_rows(placement, make, dtype):
+    x = make(HOST.copy(), dtype)
+    total = _backend.sum_rows(x)
+    assert_close(total, HOST.sum(axis=0), rtol=1e-6 if dtype == "float32" else 1e-12)
+    assert_like(total, x)

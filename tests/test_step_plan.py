@@ -270,6 +270,8 @@ def test_train_on_batch_fast_path_equals_the_checked_path(placement):
         ("nan", "x contains NaN"),
         ("inf", "x contains NaN"),
         ("label", r"labels must be in \[0, 3\)"),
+        ("negative", r"labels must be in \[0, 3\)"),
+        ("negative64", r"labels must be in \[0, 3\)"),
     ],
 )
 def test_train_on_batch_fast_path_still_refuses_bad_values(placement, bad, message):
@@ -279,15 +281,30 @@ def test_train_on_batch_fast_path_still_refuses_bad_values(placement, bad, messa
     x, y = X[:16].copy(), Y[:16].copy()
     if bad == "label":
         y[3] = 3
+    elif bad.startswith("negative"):
+        y[3] = -1
     else:
         x[2, 1] = np.nan if bad == "nan" else np.inf
     xd = _backend.asarray(x, placement, "float64")
-    yd = _backend.asarray(y, placement, "int32")
+    yd = _backend.asarray(y, placement, "int64" if bad == "negative64" else "int32")
     with pytest.raises(ValueError, match=message):
         model.train_on_batch(xd, yd)
     for a, b in zip(before, model.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     assert model.optimizer.iterations == 1
+
+
+def test_train_on_batch_takes_huge_finite_values_quietly(placement):
+    # their sum overflows: the one-pass check raises a false alarm, and the
+    # full checks then find nothing wrong (and NumPy says nothing of the overflow)
+    fast, slow = build(placement), build(placement)
+    x = X[:16].copy()
+    x[0, 0] = 1e307
+    y = _backend.asarray(Y[:16], placement, "int32")
+    a = fast.train_on_batch(_backend.asarray(x, placement, "float64"), y)
+    b = slow.train_on_batch(x.tolist(), Y[:16].tolist())
+    assert a == pytest.approx(b, rel=1e-12) or (np.isnan(a) and np.isnan(b))
+    assert fast.optimizer.iterations == 1
 
 
 def test_train_on_batch_fast_path_for_regression_targets(placement):

@@ -133,7 +133,7 @@ class Trainer:
         yields the index of the last batch done after each device call."""
         compiler = self._step_compiler()
         if compiler is None:
-            if not self._overridden() and "_communicator" not in self.__dict__:
+            if not self._overridden() and self.__dict__.get("_communicator") is None:
                 train = self._step_plan(data.y, data.sample_weight).fit_batch  # train_step's
             else:
 
@@ -389,11 +389,11 @@ class Trainer:
         model as it was (no per-call copy of the weights is needed).
         """
         self._require_compiled("train_on_batch")
-        data = None
-        if sample_weight is None and class_weight is None:
-            data = self._ready(x, y)
-        if data is not None:  # the model is placed: nothing to undo on an error
-            with quiet_float_errors():
+        with quiet_float_errors():
+            data = None
+            if sample_weight is None and class_weight is None:
+                data = self._ready(x, y)
+            if data is not None:  # the model is placed: nothing to undo on an error
                 if self._gate[4]:  # train_step's own plan, without building its Step
                     loss = self._step_plan(data.y, None).fit_batch(data.x, data.y, None)[0]
                 else:

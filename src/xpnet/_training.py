@@ -22,6 +22,11 @@ import contextlib
 import math
 import signal
 import threading
+
+try:  # the C module under ``signal``, without its enum conversions (~20 µs a fit)
+    import _signal as _raw_signal
+except ImportError:  # pragma: no cover - not CPython
+    _raw_signal = signal
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -55,7 +60,7 @@ class Data:
         return (self.x, self.y, self.sample_weight)
 
     def batch_count(self, batch_size: int | None) -> int:
-        return len(batches(self.n, self.n if batch_size is None else min(batch_size, self.n)))
+        return 1 if batch_size is None else -(-self.n // batch_size)
 
     def epoch(self, shuffle_rng: Any, batch_size: int | None) -> Iterator[tuple[Data, Spans]]:
         """The epoch's one block, shuffled on the device when `shuffle_rng`
@@ -100,7 +105,8 @@ def permutation(seed_rng: Any, n: int, backend: Backend) -> Array:
 
 
 def batches(n: int, batch_size: int) -> Sequence[tuple[int, int]]:
-    return [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+    """``(start, stop)`` of each batch of `n` rows; the last may be shorter."""
+    return list(zip(range(0, n, batch_size), [*range(batch_size, n, batch_size), n], strict=True))
 
 
 def split_validation(data: Data, fraction: float) -> tuple[Data, Data]:
@@ -186,8 +192,11 @@ class Totals:
         if self.reduce is not None:
             self._sum_over_workers()
         results = [m.result(s) for m, s in zip(self.metrics, self.states, strict=True)]
-        values = to_numpy(xp.stack([xp.reshape(v, ()) for v in [self.loss, *results]]))
-        values = values.tolist()
+        if results:
+            values = to_numpy(xp.stack([xp.reshape(v, ()) for v in [self.loss, *results]]))
+            values = values.tolist()
+        else:  # the loss alone: one read, nothing to stack
+            values = [float(to_numpy(self.loss))]
         logs = {prefix + "loss": values[0] / self.count}
         for metric, value in zip(self.metrics, values[1:], strict=True):
             logs[prefix + metric.name] = value / self.count if metric.averaged else value
@@ -423,10 +432,10 @@ class DeferredInterrupt:
 
     def __enter__(self) -> DeferredInterrupt:
         if threading.current_thread() is threading.main_thread():
-            previous = signal.getsignal(signal.SIGINT)
+            previous = _raw_signal.getsignal(signal.SIGINT)
             if previous is signal.default_int_handler:  # leave custom handlers alone
                 self._previous = previous
-                signal.signal(signal.SIGINT, self._handle)
+                _raw_signal.signal(signal.SIGINT, self._handle)
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
@@ -442,7 +451,7 @@ class DeferredInterrupt:
 
     def __exit__(self, *exc: Any) -> None:
         if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+            _raw_signal.signal(signal.SIGINT, self._previous)
             self._previous = None
         if self.pending and exc[0] is None:  # arrived after the last batch
             self.pending = False

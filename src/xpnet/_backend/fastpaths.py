@@ -328,7 +328,8 @@ def any_nonfinite(x: Array) -> Array:
 def maybe_nonfinite(x: Array) -> Array:
     """A device boolean that is False only when every value of `x` is
     finite: a check in one pass (a sum, which overflows to a false alarm
-    for huge values; confirm an alarm with :func:`any_nonfinite`)."""
+    for huge values; confirm an alarm with :func:`any_nonfinite`). NumPy
+    warns of such an overflow: call it within ``quiet_float_errors()``."""
     return _ops(x).maybe_nonfinite(x)
 
 

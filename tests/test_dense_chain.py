@@ -1,0 +1,186 @@
+"""The flat step of a stack of Dense layers (``xpnet._backend.numpy_step``):
+the numbers of the layer-by-layer step, on every backend, and taken exactly
+where it applies (plain Dense stacks on NumPy)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+from xpnet import _backend, _plan
+from xpnet.layers import BatchNormalization, Dense, Dropout, ReLU
+
+RNG = np.random.default_rng(11)
+X = RNG.normal(size=(70, 5))  # batches of 16 leave a partial one of 6
+Y = RNG.integers(0, 3, size=70)
+T = RNG.normal(size=(70, 2))
+W = RNG.uniform(0.5, 2.0, size=70)
+
+CASES = {
+    # relu, fused softmax and plain SGD: the learning rate folded into the gradients
+    "relu-sgd": (
+        lambda: [Dense(8, activation="relu"), Dense(6, activation="relu"), Dense(3)],
+        lambda: xn.losses.SparseCategoricalCrossentropy(from_logits=True),
+        lambda: xn.optimizers.SGD(0.1),
+        Y,
+    ),
+    "schedule": (
+        lambda: [Dense(8, activation="relu"), Dense(3, activation="softmax")],
+        lambda: "sparse_categorical_crossentropy",
+        lambda: xn.optimizers.SGD(xn.schedules.ExponentialDecay(0.2, 2, 0.5)),
+        Y,
+    ),
+    # other activations, no bias, momentum: gradients computed, then the optimizer
+    "tanh-sigmoid-momentum": (
+        lambda: [
+            Dense(8, activation="tanh"),
+            Dense(6, activation="sigmoid", use_bias=False),
+            Dense(3, activation="softmax"),
+        ],
+        lambda: "sparse_categorical_crossentropy",
+        lambda: xn.optimizers.SGD(0.05, momentum=0.9, nesterov=True),
+        Y,
+    ),
+    "leaky-adam-mse": (
+        lambda: [Dense(8, activation="leaky_relu"), Dense(2)],
+        lambda: "mse",
+        lambda: xn.optimizers.Adam(0.01),
+        T,
+    ),
+    "clipped-sgd": (
+        lambda: [Dense(8, activation="elu"), Dense(3, activation="softmax")],
+        lambda: "sparse_categorical_crossentropy",
+        lambda: xn.optimizers.SGD(0.1, clipnorm=0.5),
+        Y,
+    ),
+}
+
+
+def build(placement, case, stack=None):
+    make_stack, loss, optimizer, _ = CASES[case]
+    model = xn.Sequential(
+        stack or make_stack(),
+        backend=placement.name,
+        device=placement.device,
+        dtype="float64",
+        seed=5,
+    )
+    model.compile(
+        loss=loss(),
+        optimizer=optimizer(),
+        metrics=["mae" if case == "leaky-adam-mse" else "accuracy"],
+    )
+    return model
+
+
+def flat(model) -> bool:
+    """Whether the model's steps so far ran as the flat loop."""
+    return any(plan.chain is not None for plan in model.__dict__.get("_plans", {}).values())
+
+
+def layer_by_layer(monkeypatch):
+    monkeypatch.setattr(_plan, "_chain", lambda *args: None)
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["plain", "weighted"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_the_flat_step_gives_the_numbers_of_the_layer_by_layer_step(
+    placement, monkeypatch, case, weighted
+):
+    targets = CASES[case][3]
+    extra = {"sample_weight": W} if weighted else {}
+    options = dict(epochs=3, batch_size=16, verbose=0, validation_data=(X[:20], targets[:20]))
+    model = build(placement, case)
+    got = model.fit(X, targets, **options, **extra).history
+    model.train_on_batch(X[:10], targets[:10])
+    assert flat(model) == (placement.name == "numpy")
+    with monkeypatch.context() as patch:
+        layer_by_layer(patch)
+        reference = build(placement, case)
+        expected = reference.fit(X, targets, **options, **extra).history
+        reference.train_on_batch(X[:10], targets[:10])
+        assert not flat(reference)
+    assert got.keys() == expected.keys()
+    for key in expected:
+        np.testing.assert_allclose(got[key], expected[key], rtol=1e-12, atol=1e-12)
+    for a, b in zip(reference.get_weights(), model.get_weights(), strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-13)
+    assert model.optimizer.iterations == reference.optimizer.iterations == 16
+
+
+def test_flat_gradients_are_the_layer_by_layer_ones_and_pass_the_gradient_check(
+    placement, monkeypatch
+):
+    model = build(placement, "tanh-sigmoid-momentum")
+    data = model.prepare(X, Y)
+    got = {
+        k: xn.to_numpy(g).copy()
+        for k, g in model.compute_gradients(data.x, data.y).gradients.items()
+    }
+    assert flat(model) == (placement.name == "numpy")
+    with monkeypatch.context() as patch:
+        layer_by_layer(patch)
+        reference = build(placement, "tanh-sigmoid-momentum")
+        again = reference.prepare(X, Y)
+        expected = reference.compute_gradients(again.x, again.y).gradients
+    assert got.keys() == expected.keys()
+    for key, value in expected.items():
+        np.testing.assert_allclose(got[key], xn.to_numpy(value), rtol=1e-12, atol=1e-15)
+    assert max(xn.gradcheck(model, X[:12], Y[:12]).values()) < 1e-6
+    assert model.optimizer.iterations == 0  # gradients only: nothing updated
+
+
+@pytest.mark.parametrize(
+    ("stack", "expected"),
+    [
+        (lambda: [Dense(4, activation="relu"), Dense(3)], True),
+        (lambda: [Dense(3, activation="softmax")], True),
+        (lambda: [Dense(4), ReLU(), Dense(3)], False),
+        (lambda: [Dense(4), Dropout(0.2), Dense(3)], False),
+        (lambda: [Dense(4), BatchNormalization(), Dense(3)], False),
+        (lambda: [Dense(4, kernel_regularizer="l2"), Dense(3)], False),
+        (lambda: [type("MyDense", (Dense,), {})(4), Dense(3)], False),
+    ],
+    ids=["dense", "one", "relu-layer", "dropout", "batchnorm", "regularized", "subclass"],
+)
+def test_the_flat_step_is_taken_by_plain_dense_stacks_on_numpy(placement, stack, expected):
+    model = build(placement, "relu-sgd", stack())
+    model.fit(X, Y, epochs=1, batch_size=32, verbose=0)
+    assert flat(model) == (expected and placement.name == "numpy")
+
+
+def test_an_overridden_forward_goes_layer_by_layer():
+    class Doubled(xn.Sequential):
+        def forward(self, x, *, training=False, logits=False):
+            return super().forward(2 * x, training=training, logits=logits)
+
+    model = Doubled([Dense(4, activation="relu"), Dense(3)], backend="numpy", dtype="float64")
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="sgd")
+    model.fit(X, Y, epochs=1, verbose=0)
+    assert not flat(model)
+
+
+class OwnSquares(xn.losses.Loss):
+    """A loss of one's own that hands back a read-only float32 gradient."""
+
+    def compute(self, y_true, y_pred, sample_weight=None, *, logits=False, reduction=None):
+        diff = xn.to_numpy(y_pred) - xn.to_numpy(y_true)
+        grad = (diff / diff.shape[0]).astype(np.float32)
+        grad.flags.writeable = False
+        loss = 0.5 * np.sum(diff * diff) / diff.shape[0]
+        placement = _backend.backend_of(y_pred)
+        return _backend.asarray(loss, placement, "float64"), _backend.asarray(grad, placement)
+
+
+def test_a_loss_of_ones_own_with_a_read_only_gradient_of_another_dtype():
+    placement = _backend.get_backend("numpy")
+    model = xn.Sequential([Dense(4, activation="relu"), Dense(2)], backend="numpy", dtype="float64")
+    model.compile(loss=OwnSquares(), optimizer=xn.optimizers.SGD(0.1))
+    before = model.build(5).get_weights()
+    history = model.fit(X, T, epochs=3, batch_size=16, verbose=0).history
+    assert flat(model)
+    assert history["loss"][-1] < history["loss"][0]
+    assert all(w.dtype == np.float64 for w in model.get_weights())
+    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
+    assert placement.name == "numpy"
