@@ -101,7 +101,7 @@ class StepPlan:
         """:meth:`train` for ``fit``'s loop: ``(loss, output)``, no :class:`Step`."""
         done = self._descend(x, y, sample_weight)
         if done is None:
-            step = self.train(x, y, sample_weight)
+            step = self.update(self.gradients(x, y, sample_weight))
             return step.loss, step.output
         return done
 

@@ -94,6 +94,7 @@ class DenseChain:
 
     def _backward(self, grad: Array, inputs: list, pre: list, post: list) -> None:
         layers, activations, n = self.layers, self.activations, grad.shape[0]
+        column = ones(n, grad.dtype)  # bias gradients: sums over rows, as products with it
         for i in range(len(layers) - 1, -1, -1):
             act = activations[i]
             if act is RELU:  # relu(z) > 0 exactly where z > 0
@@ -104,9 +105,8 @@ class DenseChain:
             kernel = params["kernel"]
             grads["kernel"] = _matmul(inputs[i].T, grad, out=_buffer(grads.get("kernel"), kernel))
             bias = params.get("bias")
-            if bias is not None:  # the sum over rows, as a product with ones
-                out = _buffer(grads.get("bias"), bias)
-                grads["bias"] = _dot(ones(n, grad.dtype), grad, out=out)
+            if bias is not None:
+                grads["bias"] = _dot(column, grad, out=_buffer(grads.get("bias"), bias))
             if i:
                 grad = _matmul(grad, kernel.T, out=self._scratch_for(i, n, kernel))
 

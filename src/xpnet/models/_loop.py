@@ -32,7 +32,7 @@ from xpnet._backend import (
     quiet_float_errors,
     to_numpy,
 )
-from xpnet._training import DeferredInterrupt
+from xpnet._interrupt import DeferredInterrupt
 from xpnet._typing import Array
 
 Batch = tuple[Array, Array, Array | None]
