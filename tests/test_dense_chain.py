@@ -184,3 +184,131 @@ def test_a_loss_of_ones_own_with_a_read_only_gradient_of_another_dtype():
     assert all(w.dtype == np.float64 for w in model.get_weights())
     assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
     assert placement.name == "numpy"
+
+
+def test_a_subclass_of_sgd_keeps_its_own_rule(placement, monkeypatch):
+    class Halved(xn.optimizers.SGD):  # a rule of one's own: half the plain step
+        def _step(self, param, grad, slots, hyper):
+            return super()._step(param, grad, slots, (hyper[0] / 2,))
+
+        _step_in_place = _step
+
+    def run():
+        model = build(placement, "relu-sgd")
+        model.optimizer = Halved(0.1)
+        model.compile(loss=model.loss, optimizer=Halved(0.1))
+        model.fit(X, Y, epochs=2, batch_size=16, verbose=0)
+        return model.get_weights()
+
+    got = run()
+    with monkeypatch.context() as patch:
+        layer_by_layer(patch)
+        expected = run()
+    for a, b in zip(expected, got, strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-13)
+
+
+class TargetsAsGradient(xn.losses.Loss):
+    """A loss of one's own whose gradient is an array it did not make (y)."""
+
+    def compute(self, y_true, y_pred, sample_weight=None, *, logits=False, reduction=None):
+        return _backend.namespace(y_pred).sum(y_pred * y_true), y_true
+
+
+def test_the_step_never_writes_over_an_array_a_custom_loss_hands_back(placement):
+    model = xn.Sequential(
+        [Dense(4, activation="relu"), Dense(2)],
+        backend=placement.name,
+        device=placement.device,
+        dtype="float64",
+    )
+    model.compile(loss=TargetsAsGradient(), optimizer=xn.optimizers.SGD(0.1))
+    data = model.prepare(X[:16], T[:16])
+    before = xn.to_numpy(data.y).copy()
+    model.train_step(data.x, data.y)
+    model.fit(data.x, data.y, epochs=1, batch_size=8, verbose=0)
+    np.testing.assert_array_equal(xn.to_numpy(data.y), before)
+
+
+def test_data_of_another_dtype_goes_layer_by_layer(monkeypatch):
+    model32 = xn.Sequential(
+        [Dense(8, activation="relu"), Dense(6, activation="relu"), Dense(3)],
+        backend="numpy",
+        dtype="float32",
+        seed=5,
+    )
+    model32.compile(loss=CASES["relu-sgd"][1](), optimizer=xn.optimizers.SGD(0.1))
+    labels = model32.prepare(X, Y).y
+    got = model32.compute_gradients(X, labels).gradients  # float64 x, float32 model
+    got = {key: value.copy() for key, value in got.items()}  # the next step reuses them
+    step = model32.train_step(X[:16], labels[:16])
+    assert np.isfinite(float(step.loss))
+    with monkeypatch.context() as patch:
+        layer_by_layer(patch)
+        reference = xn.Sequential(
+            [Dense(8, activation="relu"), Dense(6, activation="relu"), Dense(3)],
+            backend="numpy",
+            dtype="float32",
+            seed=5,
+        )
+        reference.compile(loss=CASES["relu-sgd"][1](), optimizer=xn.optimizers.SGD(0.1))
+        reference.build(5)
+        expected = reference.compute_gradients(X, labels).gradients
+    for key, value in expected.items():
+        np.testing.assert_allclose(got[key], value, rtol=1e-6)
+
+
+def test_an_instance_train_step_is_what_fit_and_train_on_batch_run(placement):
+    model = build(placement, "relu-sgd")
+    calls = []
+    step = model.train_step
+
+    def counting(x, y, sample_weight=None):
+        calls.append(int(x.shape[0]))
+        return step(x, y, sample_weight)
+
+    data = model.prepare(X, Y)
+    x, y = data.x[:8, ...], data.y[:8]
+    model.train_on_batch(x, y)  # the fast path's gate is made here
+    model.train_step = counting
+    model.train_on_batch(x, y)
+    model.train_on_batch(x, y)
+    model.fit(X, Y, epochs=1, batch_size=32, verbose=0)
+    assert calls == [8, 8, 32, 32, 6]
+
+
+def test_the_fast_checks_follow_a_change_of_layers(placement):
+    model = build(placement, "relu-sgd")
+    data = model.prepare(X, Y)
+    model.train_on_batch(data.x, data.y)
+    model.layers.pop()  # the last layer now has 6 outputs, not 3
+    model.layers.append(Dense(2))
+    model.build(5)
+    labels = _backend.asarray(np.full(70, 2), model.placement, "int32")
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 2\)"):
+        model.train_on_batch(data.x, labels)
+
+
+@pytest.mark.parametrize("dtype", ["int8", "int16"])
+def test_negative_small_integer_labels_are_refused_with_many_classes(placement, dtype):
+    model = xn.Sequential(
+        [Dense(300)], backend=placement.name, device=placement.device, dtype="float64"
+    )
+    model.compile(loss=CASES["relu-sgd"][1](), optimizer=xn.optimizers.SGD(0.1))
+    x = _backend.asarray(X[:8], placement, "float64")
+    labels = np.array([-1, 5, 7, 9, 0, 1, 2, 3])
+    model.train_on_batch(x, _backend.asarray(np.abs(labels), placement, dtype))
+    before = model.get_weights()
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 300\)"):
+        model.train_on_batch(x, _backend.asarray(labels, placement, dtype))
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 300\)"):
+        model.fit(x, _backend.asarray(labels, placement, dtype), verbose=0)
+    for a, b in zip(before, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_batches_of_no_rows():
+    from xpnet._training import batches
+
+    assert batches(0, 4) == []
+    assert batches(9, 4) == [(0, 4), (4, 8), (8, 9)]

@@ -22,7 +22,7 @@ from typing import Any
 
 from xpnet import activations as _activations
 from xpnet import losses as _losses
-from xpnet._backend import dense_chain
+from xpnet._backend import copy_array, dense_chain
 from xpnet._training import Data, Step, Totals
 from xpnet._typing import Array
 
@@ -43,7 +43,8 @@ class StepPlan:
         else:  # a loss that overrides compute is called as it asks
 
             def compute(y, out, sample_weight, loss=model.loss, fused=self.fused):
-                return loss.compute(y, out, sample_weight, logits=fused)
+                value, grad = loss.compute(y, out, sample_weight, logits=fused)
+                return value, copy_array(grad)  # the step writes over it: ours, not the loss's
 
             self.kernel = compute
         self.regularized = [layer for layer in self.layers if layer.regularizers]
@@ -58,13 +59,13 @@ class StepPlan:
         return (
             model.loss is self.loss
             and model.optimizer is self.optimizer
-            and len(model.layers) == len(self.layers)
+            and model.layers == self.layers  # the same layer objects
         )
 
     def gradients(self, x: Array, y: Array, sample_weight: Array | None, training=True) -> Step:
         """:meth:`Sequential.compute_gradients`, planned."""
         layers, last, fused = self.layers, len(self.layers) - 1, self.fused
-        if self.chain is not None:
+        if self.chain is not None and self.chain.takes(x):
             loss, out = self.chain.run(x, y, sample_weight)
             return Step(loss, out, self._gradients())
         if self.forward is not None:
@@ -105,12 +106,14 @@ class StepPlan:
             return step.loss, step.output
         return done
 
-    def _descend(self, x: Array, y: Array, sample_weight: Array | None) -> Any:
+    def _descend(
+        self, x: Array, y: Array, sample_weight: Array | None
+    ) -> tuple[Array, Array] | None:
         """The library's flat step for plain gradient descent, with ``-lr``
         folded into the gradients so that they are the update: ``(loss,
         output)``, or None where the plan has no such step."""
         chain = self.chain
-        rate = None if chain is None else self.optimizer.plain_rate()
+        rate = None if chain is None or not chain.takes(x) else self.optimizer.plain_rate()
         if rate is None:
             return None
         done = chain.run(x, y, sample_weight, -rate)
@@ -174,7 +177,7 @@ def eager_epoch(
 
 def eager_chunk(model: Any, block: Data, start: int, stop: int, totals: Totals) -> None:
     """Fold rows ``start:stop`` of `block` into `totals`, op by op (the
-    eager counterpart of :meth:`CompiledEvaluation.add`)."""
+    eager counterpart of ``xpnet._compiled.CompiledEvaluation.add``)."""
     part = block.slice(start, stop)
     loss, out = loss_sum_and_output(model, part)
     totals.add(loss, part.y, out, stop - start)

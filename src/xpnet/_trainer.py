@@ -212,10 +212,11 @@ class Trainer:
         return None if why is not None else compiler
 
     def _overridden(self) -> list[str]:
-        """The step methods a subclass overrides (fit then calls them as they are)."""
+        """The step methods a subclass (or the instance) overrides: fit then
+        calls them as they are."""
         cls = type(self)
         return [m for m in ("train_step", "compute_gradients", "forward")
-                if getattr(cls, m) is not cls._planned[m]]  # fmt: skip
+                if getattr(cls, m) is not cls._planned[m] or m in self.__dict__]  # fmt: skip
 
     def _chunk_adder(self) -> Any:
         """How evaluation folds a chunk into its totals: one compiled program
@@ -394,7 +395,7 @@ class Trainer:
             if sample_weight is None and class_weight is None:
                 data = self._ready(x, y)
             if data is not None:  # the model is placed: nothing to undo on an error
-                if self._gate[4]:  # train_step's own plan, without building its Step
+                if self._gate[4] and "train_step" not in self.__dict__:  # the plan, no Step
                     loss = self._step_plan(data.y, None).fit_batch(data.x, data.y, None)[0]
                 else:
                     loss = self.train_step(data.x, data.y).loss
@@ -408,11 +409,17 @@ class Trainer:
         fused check, else None; what it checks against is worked out once
         per model configuration."""
         gate = self.__dict__.get("_gate")
-        if gate is None or gate[0] is not self.loss or gate[1] is not self._placement:
+        if (
+            gate is None
+            or gate[0] is not self.loss
+            or gate[1] is not self._placement
+            or gate[5] != self.layers  # the same layer objects
+        ):
             if self._placement is None or not self.built:
                 return None
-            planned = not self._overridden()
-            gate = (self.loss, self._placement, self._spec(x), self.input_dim, planned)
+            planned = not self._overridden() and self.__dict__.get("_communicator") is None
+            spec = self._spec(x)
+            gate = (self.loss, self._placement, spec, self.input_dim, planned, list(self.layers))
             self._gate = gate
         return _data.ready(x, y, gate[2], gate[3])
 

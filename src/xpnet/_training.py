@@ -100,6 +100,8 @@ def permutation(seed_rng: Any, n: int, backend: Backend) -> Array:
 
 def batches(n: int, batch_size: int) -> Sequence[tuple[int, int]]:
     """``(start, stop)`` of each batch of `n` rows; the last may be shorter."""
+    if n == 0:
+        return []
     return list(zip(range(0, n, batch_size), [*range(batch_size, n, batch_size), n], strict=True))
 
 

@@ -116,9 +116,8 @@ class Optimizer(_config.Configurable):
         return lr(self.iterations) if callable(lr) else lr
 
     def plain_rate(self) -> float | None:
-        """The learning rate of the next step when that step is exactly
-        ``param -= lr * grad`` (no state, no clipping), else None: a training
-        step may then fold ``-lr`` into the gradients (and count the step)."""
+        """The next step's learning rate when that step is exactly ``param
+        -= lr * grad``, else None (a training step may fold ``-lr`` in)."""
         return None
 
     def _clip(self, grad: Array) -> Array:
@@ -276,7 +275,8 @@ class SGD(Optimizer):
         self._slots = ("velocity",) if self.momentum > 0 else ()
 
     def plain_rate(self):
-        if self.momentum or self.clipnorm is not None or self.clipvalue is not None:
+        plain = type(self) is SGD and not self.momentum  # a subclass may change the rule
+        if not plain or self.clipnorm is not None or self.clipvalue is not None:
             return None
         return self.current_learning_rate()
 

@@ -65,7 +65,10 @@ class ArrayAPIOps:
 
     @staticmethod
     def labels_outside(y: Array, k: int) -> Array:
-        return namespace(y).any((y < 0) | (y >= k))
+        xp = namespace(y)
+        if k > xp.iinfo(y.dtype).max:  # no label of this dtype reaches k
+            return xp.any(y < 0)
+        return xp.any((y < 0) | (y >= k))
 
     @staticmethod
     def reduce_sum(x: Array, axis: int, keepdims: bool) -> Array:
@@ -154,9 +157,10 @@ class NumpyOps(ArrayAPIOps):
     @staticmethod
     def labels_outside(y: Array, k: int) -> Array:
         unsigned = _UNSIGNED.get(y.dtype)
-        if unsigned is None:
+        # Read as unsigned, a negative label becomes at least 2**(bits - 1):
+        # one reduce checks both ends, when k is no larger than that.
+        if unsigned is None or k > 1 << (8 * y.dtype.itemsize - 1):
             return ArrayAPIOps.labels_outside(y, k)
-        # read as unsigned, a negative label is huge: one reduce checks both ends
         return np.maximum.reduce(y.reshape(-1).view(unsigned), initial=0) >= k
 
     @staticmethod

@@ -51,9 +51,14 @@ class DenseChain:
 
     def __init__(self, layers: list[Any], activations: list[Any], kernel: Any) -> None:
         self.layers = list(layers)
-        self.activations = list(activations)
+        self.activations = [RELU if a == RELU else a for a in activations]  # `is` below
         self.kernel = kernel
         self._scratch: dict[int, Array] = {}  # layer -> its input gradient
+
+    def takes(self, x: Array) -> bool:
+        """Whether `x` is a NumPy array of the parameters' dtype (anything
+        else, such as float64 data for a float32 model, goes layer by layer)."""
+        return type(x) is np.ndarray and x.dtype == self.layers[0].params["kernel"].dtype
 
     def run(
         self, x: Array, y: Array, sample_weight: Array | None, scale: float | None = None
@@ -86,7 +91,7 @@ class DenseChain:
                 a = z
             elif act is RELU:
                 a = _maximum(z, 0.0, out=z)
-            else:  # z is kept for the backward; the activation may overwrite it
+            else:  # forward_ may write over z only where its backward needs just a
                 a = act.forward_(z)
             pre.append(z)
             post.append(a)
@@ -137,7 +142,10 @@ def ones(n: int, dtype: Any) -> Array:
     per length and dtype, never written to."""
     found = _ONES.get((n, dtype))
     if found is None:
+        if len(_ONES) >= 64:  # many batch sizes (train_on_batch): start over
+            _ONES.clear()
         found = _ONES[n, dtype] = np.ones(n, dtype)
+        found.flags.writeable = False
     return found
 
 
