@@ -293,7 +293,8 @@ class Sequential(Trainer, Weights):
         of every parameter, for arrays already on the model's device (as
         ``fit`` prepares them; raw data goes through :meth:`train_on_batch`).
         No parameter is updated (in training, BatchNormalization's moving
-        statistics are, as in Keras)."""
+        statistics are, as in Keras). The gradient arrays are the model's
+        buffers: the next step writes over them (copy what you keep)."""
         return self._step_plan(y, sample_weight).gradients(x, y, sample_weight, training)
 
     def train_step(self, x: Array, y: Array, sample_weight: Array | None = None) -> Step:
