@@ -57,13 +57,13 @@ CASES = {
 }
 
 
-def build(placement, case, stack=None):
+def build(placement, case, stack=None, dtype="float64"):
     make_stack, loss, optimizer, _ = CASES[case]
     model = xn.Sequential(
         stack or make_stack(),
         backend=placement.name,
         device=placement.device,
-        dtype="float64",
+        dtype=dtype,
         seed=5,
     )
     model.compile(
@@ -231,13 +231,8 @@ def test_the_step_never_writes_over_an_array_a_custom_loss_hands_back(placement)
 
 
 def test_data_of_another_dtype_goes_layer_by_layer(monkeypatch):
-    model32 = xn.Sequential(
-        [Dense(8, activation="relu"), Dense(6, activation="relu"), Dense(3)],
-        backend="numpy",
-        dtype="float32",
-        seed=5,
-    )
-    model32.compile(loss=CASES["relu-sgd"][1](), optimizer=xn.optimizers.SGD(0.1))
+    numpy = _backend.get_backend("numpy")
+    model32 = build(numpy, "relu-sgd", dtype="float32")
     labels = model32.prepare(X, Y).y
     got = model32.compute_gradients(X, labels).gradients  # float64 x, float32 model
     got = {key: value.copy() for key, value in got.items()}  # the next step reuses them
@@ -245,13 +240,7 @@ def test_data_of_another_dtype_goes_layer_by_layer(monkeypatch):
     assert np.isfinite(float(step.loss))
     with monkeypatch.context() as patch:
         layer_by_layer(patch)
-        reference = xn.Sequential(
-            [Dense(8, activation="relu"), Dense(6, activation="relu"), Dense(3)],
-            backend="numpy",
-            dtype="float32",
-            seed=5,
-        )
-        reference.compile(loss=CASES["relu-sgd"][1](), optimizer=xn.optimizers.SGD(0.1))
+        reference = build(numpy, "relu-sgd", dtype="float32")
         reference.build(5)
         expected = reference.compute_gradients(X, labels).gradients
     for key, value in expected.items():
