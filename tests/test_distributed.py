@@ -326,3 +326,25 @@ def test_check_consistent_sees_any_difference(counts, ok):
         assert results == [None] * len(counts)
     else:
         assert all(isinstance(r, ValueError) and "same batches" in str(r) for r in results)
+
+
+def test_train_on_batch_called_by_a_callback_of_a_distributed_fit_averages_its_gradients():
+    calls = []
+
+    class Counting(ThreadComm):
+        def allreduce_mean(self, arrays):
+            calls.append(len(arrays))
+            return super().allreduce_mean(arrays)
+
+    x = np.random.default_rng(0).normal(size=(8, 2)).astype("float32")
+    y = x[:, :1] - x[:, 1:]
+    model = small_model(0, optimizer="sgd")
+    model.train_on_batch(x[:4], y[:4])  # the fast path's checks are worked out here
+
+    class Extra(xn.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.train_on_batch(x[:4], y[:4])
+
+    comm = Counting({"slots": [None], "barrier": threading.Barrier(1)}, 0, 1)
+    model.fit(x, y, epochs=1, batch_size=8, communicator=comm, callbacks=[Extra()], verbose=0)
+    assert calls == [4, 4]  # the fit's one batch, then the callback's batch

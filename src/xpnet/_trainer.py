@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from xpnet import _compiled, _dask, _data, _plan, _progress, _training
 from xpnet import callbacks as _callbacks
@@ -27,6 +27,17 @@ from xpnet._validation import check_positive_int
 
 # Rows per forward pass in predict/evaluate (any size gives the same result).
 PREDICT_CHUNK = 1024
+
+
+class _Gate(NamedTuple):
+    """``train_on_batch``'s fast path, worked out once per configuration."""
+
+    loss: Any
+    placement: Any
+    spec: Any
+    input_dim: int
+    planned: bool
+    layers: list
 
 
 class Trainer:
@@ -203,17 +214,14 @@ class Trainer:
         if self.jit_compile is False:
             return None
         compiler = compiler_for(self._placement)
-        overridden = self._overridden()
-        why = _compiled.why_not_compiled(
-            self, compiler, overridden, self.__dict__.get("_communicator")
-        )
+        communicator = self.__dict__.get("_communicator")
+        why = _compiled.why_not_compiled(self, compiler, self._overridden(), communicator)
         if why is not None and self.jit_compile is True:
             raise ValueError(f"jit_compile=True cannot compile this fit: {why}")
         return None if why is not None else compiler
 
     def _overridden(self) -> list[str]:
-        """The step methods a subclass (or the instance) overrides: fit then
-        calls them as they are."""
+        """The step methods a subclass or the instance overrides (fit calls those)."""
         cls = type(self)
         return [m for m in ("train_step", "compute_gradients", "forward")
                 if getattr(cls, m) is not cls._planned[m] or m in self.__dict__]  # fmt: skip
@@ -395,7 +403,10 @@ class Trainer:
             if sample_weight is None and class_weight is None:
                 data = self._ready(x, y)
             if data is not None:  # the model is placed: nothing to undo on an error
-                if self._gate[4] and "train_step" not in self.__dict__:  # the plan, no Step
+                # the plan itself (no Step) unless train_step is the instance's own or
+                # gradients are averaged (a callback's call during a distributed fit)
+                direct = self._gate.planned and "train_step" not in self.__dict__
+                if direct and self.__dict__.get("_communicator") is None:
                     loss = self._step_plan(data.y, None).fit_batch(data.x, data.y, None)[0]
                 else:
                     loss = self.train_step(data.x, data.y).loss
@@ -405,23 +416,21 @@ class Trainer:
             return float(to_numpy(self.train_step(data.x, data.y, data.sample_weight).loss))
 
     def _ready(self, x: Any, y: Any) -> _training.Data | None:
-        """``(x, y)`` as they are when they pass :func:`_data.ready`'s one
-        fused check, else None; what it checks against is worked out once
-        per model configuration."""
+        """``(x, y)`` as they are if they pass :func:`_data.ready`'s check, else None."""
         gate = self.__dict__.get("_gate")
         if (
             gate is None
-            or gate[0] is not self.loss
-            or gate[1] is not self._placement
-            or gate[5] != self.layers  # the same layer objects
+            or gate.loss is not self.loss
+            or gate.placement is not self._placement
+            or gate.layers != self.layers  # the same layer objects
         ):
             if self._placement is None or not self.built:
                 return None
-            planned = not self._overridden() and self.__dict__.get("_communicator") is None
-            spec = self._spec(x)
-            gate = (self.loss, self._placement, spec, self.input_dim, planned, list(self.layers))
+            planned = not self._overridden()
+            gate = _Gate(self.loss, self._placement, self._spec(x), self.input_dim, planned,
+                         list(self.layers))  # fmt: skip
             self._gate = gate
-        return _data.ready(x, y, gate[2], gate[3])
+        return _data.ready(x, y, gate.spec, gate.input_dim)
 
     @contextlib.contextmanager
     def _workers(self, communicator: Any) -> Iterator[None]:
