@@ -18,3 +18,13 @@ def assert_like(out, like):
 def assert_close(actual, expected, rtol=1e-12, atol=0.0):
     """`actual` equals `expected` to `rtol` / `atol`, as NumPy arrays."""
     np.testing.assert_allclose(xn.to_numpy(actual), xn.to_numpy(expected), rtol=rtol, atol=atol)
+
+
+def assert_same_training(got, expected, model, reference, atol=1e-12):
+    """Two trainings agree: the same history keys and values, and weights,
+    to 1e-12 relative (`atol` absolute for the weights)."""
+    assert got.keys() == expected.keys()
+    for key in expected:
+        np.testing.assert_allclose(got[key], expected[key], rtol=1e-12, atol=1e-12)
+    for a, b in zip(reference.get_weights(), model.get_weights(), strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=atol)

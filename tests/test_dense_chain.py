@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import xpnet as xn
+from helpers import assert_same_training
 from xpnet import _backend, _plan
 from xpnet.layers import BatchNormalization, Dense, Dropout, ReLU
 
@@ -101,11 +102,7 @@ def test_the_flat_step_gives_the_numbers_of_the_layer_by_layer_step(
         expected = reference.fit(X, targets, **options, **extra).history
         reference.train_on_batch(X[:10], targets[:10])
         assert not flat(reference)
-    assert got.keys() == expected.keys()
-    for key in expected:
-        np.testing.assert_allclose(got[key], expected[key], rtol=1e-12, atol=1e-12)
-    for a, b in zip(reference.get_weights(), model.get_weights(), strict=True):
-        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-13)
+    assert_same_training(got, expected, model, reference, atol=1e-13)
     assert model.optimizer.iterations == reference.optimizer.iterations == 16
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import xpnet as xn
+from helpers import assert_same_training
 from xpnet import _backend
 from xpnet.layers import BatchNormalization, Dense, Dropout
 
@@ -66,11 +67,7 @@ def test_same_losses_weights_and_metrics_as_the_eager_step(placement, options, w
     other = build(placement, metrics=metrics, **options)
     extra = {"sample_weight": W, "class_weight": {0: 2.0}} if weighted else {}
     expected, got = train(eager, **extra), train(other, **extra)
-    assert expected.keys() == got.keys()
-    for key in expected:
-        np.testing.assert_allclose(got[key], expected[key], rtol=1e-12, atol=1e-12)
-    for a, b in zip(eager.get_weights(), other.get_weights(), strict=True):
-        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12)
+    assert_same_training(got, expected, other, eager)
     assert other.optimizer.iterations == eager.optimizer.iterations == 15
     # and training goes on from there as it would have
     for model in (eager, other):
