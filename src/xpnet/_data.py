@@ -2,8 +2,11 @@
 
 Everything a user can get wrong about data is caught here, before any
 weight changes: shapes, lengths, label ranges, NaN/inf, empty data, arrays
-of another library or device. The value checks run on the device and are
-read back together, once (:class:`Checks`).
+of another library or device. Host data is checked on the host, before it
+moves (:func:`staged`, then :func:`placed`): on JAX a check on the device
+would first compile a program for each new shape. Device data is checked
+on its device, and those checks are read back together, once
+(:class:`Checks`).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from xpnet._backend import (
     Backend,
@@ -19,6 +22,7 @@ from xpnet._backend import (
     asarray,
     backend_name,
     device_of,
+    host_cast,
     host_numeric,
     is_host_data,
     labels_outside,
@@ -30,6 +34,18 @@ from xpnet._backend import (
 from xpnet._dask import is_dask_array
 from xpnet._training import Data
 from xpnet._typing import Array, DType
+
+
+class Gate(NamedTuple):
+    """``train_on_batch``'s fast path (:func:`ready`), worked out once per
+    configuration of a model."""
+
+    loss: Any
+    placement: Any
+    spec: Any
+    input_dim: int
+    planned: bool
+    layers: list
 
 
 @dataclass(frozen=True)
@@ -82,32 +98,57 @@ def to_device(data: Any, backend: Backend, name: str, dtype: Any = None) -> Arra
     return data
 
 
+def staged(data: Any, backend: Backend, name: str, dtype: Any = None) -> Array:
+    """`data` as :func:`to_device` gives it, except that host data stays on
+    the host, as the NumPy array of `dtype` that :func:`placed` will move."""
+    if is_host_data(data):
+        host = host_cast(host_numeric(data, name), backend, dtype)
+        if host is not None:
+            return host
+    return to_device(data, backend, name, dtype)
+
+
+def placed(data: Data, backend: Backend) -> Data:
+    """`data` with its :func:`staged` host arrays moved to `backend` (one
+    transfer each)."""
+    return Data(*(moved(a, backend) for a in (data.x, data.y, data.sample_weight)))
+
+
+def moved(a: Array | None, backend: Backend) -> Array | None:
+    """A :func:`staged` array on `backend`'s device."""
+    return asarray(a, backend) if is_host_data(a) else a
+
+
 class Checks:
-    """Collects boolean device scalars that must all be False, and reads
-    them in one transfer: one synchronization per ``fit``, not one per check."""
+    """Collects boolean scalars that must all be False and raises the first
+    that is not, in the order they came. Device flags are read in one
+    transfer: one synchronization per ``fit``, not one per check; host
+    flags (NumPy's) are known already."""
 
     def __init__(self, xp: Any) -> None:
         self.xp = xp
-        self.flags: list[Array] = []
+        self.flags: list[Array | bool] = []
         self.messages: list[str] = []
 
     def fail_if(self, flag: Array, message: str) -> None:
-        self.flags.append(self.xp.reshape(self.xp.astype(flag, self.xp.int8), (1,)))
+        if is_host_data(flag):
+            self.flags.append(bool(flag))
+        else:
+            self.flags.append(self.xp.reshape(self.xp.astype(flag, self.xp.int8), (1,)))
         self.messages.append(message)
 
     def raise_first(self) -> None:
-        if not self.flags:
-            return
-        found = to_numpy(self.xp.concat(self.flags))
-        for bad, message in zip(found.tolist(), self.messages, strict=True):
-            if bad:
+        on_device = [flag for flag in self.flags if not isinstance(flag, bool)]
+        read = iter(to_numpy(self.xp.concat(on_device)).tolist() if on_device else [])
+        for flag, message in zip(self.flags, self.messages, strict=True):
+            if flag if isinstance(flag, bool) else next(read):
                 raise ValueError(message)
 
 
 def features(x: Any, spec: Spec, checks: Checks | None, name: str = "x") -> Array:
-    """`x` as a 2-D, non-empty array of the model's dtype on its device;
+    """`x` as a 2-D, non-empty array of the model's dtype, :func:`staged`;
     NaN/inf are flagged in `checks` (None skips the value check)."""
-    x = to_device(x, spec.backend, name, spec.dtype)
+    x = staged(x, spec.backend, name, spec.dtype)
     if x.ndim != 2:
         raise ValueError(f"{name} must have shape (n_samples, n_features), got {tuple(x.shape)}")
     if x.shape[0] == 0:
@@ -120,11 +161,11 @@ def features(x: Any, spec: Spec, checks: Checks | None, name: str = "x") -> Arra
 def targets(y: Any, spec: Spec, n: int, checks: Checks, name: str = "y") -> Array:
     """`y` checked against the loss's task and the model's outputs."""
     backend, task, k = spec.backend, spec.task, spec.n_outputs
-    xp = backend.xp
     if task == "sparse":
         y = _sparse_labels(y, backend, k, checks, name)
     else:
-        y = to_device(y, backend, name, spec.dtype)
+        y = staged(y, backend, name, spec.dtype)
+        xp = namespace(y)
         if y.ndim == 1 and k == 1:
             y = xp.reshape(y, (-1, 1))
         if y.ndim != 2 or int(y.shape[1]) != k:
@@ -146,19 +187,12 @@ def targets(y: Any, spec: Spec, n: int, checks: Checks, name: str = "y") -> Arra
 
 
 def _sparse_labels(y: Any, backend: Backend, k: int, checks: Checks, name: str) -> Array:
-    """Class indices as int32 on `backend`. Float labels (1.0, 2.0) are checked
-    before they are cast (NaN, inf, fractions and huge values would warn or
-    wrap around in the cast): on the host, at once, when they come from the
-    host; on the device, read with the other checks, when they do not."""
-    if is_host_data(y):
-        host = host_numeric(y, name)
-        host_checks = Checks(namespace(host))
-        host = _whole_labels(host, k, host_checks, name)
-        host_checks.raise_first()
-        y = to_device(host, backend, name)
-    else:
-        y = _whole_labels(to_device(y, backend, name), k, checks, name)
-    xp = backend.xp
+    """Class indices as int32, :func:`staged`. Float labels (1.0, 2.0) are
+    checked before they are cast (NaN, inf, fractions and huge values would
+    warn or wrap around in the cast): on the host when they come from the
+    host, else on the device."""
+    y = _whole_labels(staged(y, backend, name), k, checks, name)
+    xp = namespace(y)
     if y.ndim == 2 and y.shape[1] == 1:
         y = xp.reshape(y, (-1,))
     if y.ndim != 1:
@@ -199,16 +233,18 @@ def weights(
     checks: Checks,
 ) -> Array | None:
     """The per-sample weights: `sample_weight` times the class weights."""
-    xp = spec.backend.xp
     n = int(y.shape[0])
     w = None
     if sample_weight is not None:
-        w = to_device(sample_weight, spec.backend, "sample_weight", spec.dtype)
+        w = staged(sample_weight, spec.backend, "sample_weight", spec.dtype)
         if tuple(w.shape) != (n,):
             raise ValueError(f"sample_weight must have shape ({n},), got {tuple(w.shape)}")
+        xp = namespace(w)
         checks.fail_if(xp.any(~xp.isfinite(w) | (w < 0)), "sample_weight must be finite and >= 0")
     if class_weight is not None:
         cw = class_weights(class_weight, y, spec)
+        if w is not None and is_host_data(w) != is_host_data(cw):  # one staged, one not
+            w, cw = moved(w, spec.backend), moved(cw, spec.backend)
         w = cw if w is None else w * cw
     return w
 
@@ -217,7 +253,7 @@ def class_weights(class_weight: Mapping[int, float], y: Array, spec: Spec) -> Ar
     """Each sample's weight from a ``{class index: weight}`` table."""
     if not isinstance(class_weight, Mapping):
         raise TypeError("class_weight must be a dict {class index: weight}")
-    xp = spec.backend.xp
+    xp = namespace(y)
     k = max(spec.n_outputs, 2)
     table = [1.0] * k
     for cls, weight in class_weight.items():
@@ -226,7 +262,9 @@ def class_weights(class_weight: Mapping[int, float], y: Array, spec: Spec) -> Ar
         if not (weight >= 0 and math.isfinite(weight)):
             raise ValueError(f"class_weight[{cls}] must be finite and >= 0, got {weight!r}")
         table[cls] = float(weight)
-    table_arr = asarray(table, spec.backend, spec.dtype)
+    table_arr = staged(table, spec.backend, "class_weight", spec.dtype)
+    if not is_host_data(y):
+        table_arr = moved(table_arr, spec.backend)
     if y.ndim == 1:  # sparse labels
         classes = y
     elif int(y.shape[1]) == 1:  # binary targets
@@ -239,8 +277,9 @@ def class_weights(class_weight: Mapping[int, float], y: Array, spec: Spec) -> Ar
 def labelled(
     x: Array, y: Any, sample_weight: Any, class_weight: Any, spec: Spec, checks: Checks, suffix=""
 ) -> Data:
-    """Checked features `x` with their targets and weights, as one :class:`Data`;
-    raises the first failed value check (one device read for all of them)."""
+    """Checked features `x` with their targets and weights, as one
+    :class:`Data` (host arrays still :func:`staged`); raises the first failed
+    value check (one device read for all of them)."""
     ys = targets(y, spec, int(x.shape[0]), checks, "y" + suffix)
     w = weights(sample_weight, class_weight, ys, spec, checks)
     checks.raise_first()

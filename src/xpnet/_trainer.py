@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 from xpnet import _compiled, _dask, _data, _plan, _progress, _training
 from xpnet import callbacks as _callbacks
@@ -27,17 +27,6 @@ from xpnet._validation import check_positive_int
 
 # Rows per forward pass in predict/evaluate (any size gives the same result).
 PREDICT_CHUNK = 1024
-
-
-class _Gate(NamedTuple):
-    """``train_on_batch``'s fast path, worked out once per configuration."""
-
-    loss: Any
-    placement: Any
-    spec: Any
-    input_dim: int
-    planned: bool
-    layers: list
 
 
 class Trainer:
@@ -168,7 +157,7 @@ class Trainer:
         return _data.Spec(placement, self._dtype, task, n_outputs, type(self.loss).__name__)
 
     def _features(self, x: Any, checks: _data.Checks | None, name: str = "x") -> Array:
-        """`x` checked and on the device; builds the model on first data."""
+        """`x` checked and :func:`_data.staged`; builds the model on first data."""
         x = _data.features(x, self._spec(x), checks, name)
         if not self.built:
             self.build(int(x.shape[1]))
@@ -190,23 +179,30 @@ class Trainer:
         with self._unplaced_on_error():
             return self._prepare(x, y, sample_weight, class_weight)
 
-    def _prepare(self, x, y, sample_weight=None, class_weight=None, suffix="") -> _training.Data:
+    def _prepare(self, x, y, sample_weight=None, class_weight=None, suffix="", split=0.0):
+        """Checked data on the device; with `split`, ``(data, validation)``
+        cut on the host when the data comes from there (one transfer each)."""
         checks = _data.Checks(self._place(x).xp)
         xs = self._features(x, checks, "x" + suffix)
-        return _data.labelled(xs, y, sample_weight, class_weight, self._spec(x), checks, suffix)
+        data = _data.labelled(xs, y, sample_weight, class_weight, self._spec(x), checks, suffix)
+        if split:
+            return tuple(_data.placed(part, self._placement)
+                         for part in _training.split_validation(data, split))  # fmt: skip
+        return _data.placed(data, self._placement)
 
-    def _data_for(self, x, y, sample_weight=None, class_weight=None, suffix="") -> Any:
+    def _data_for(self, x, y, sample_weight=None, class_weight=None, suffix="", split=0.0):
         """:meth:`_prepare`d data, or for a Dask array a :class:`_training.Stream`
         of its row blocks, each prepared as it arrives (the model is built
-        and placed now, as the first block would)."""
+        and placed now, as the first block would; it cannot be `split`)."""
         if not _dask.is_dask_array(x):
-            return self._prepare(x, y, sample_weight, class_weight, suffix)
+            return self._prepare(x, y, sample_weight, class_weight, suffix, split)
         blocks = _dask.Blocks(x, y, sample_weight)
         if not self.built:
             self._place()
             self.build(blocks.n_features)
         prepare = functools.partial(self._prepare, class_weight=class_weight, suffix=suffix)
-        return _training.Stream(blocks, prepare)
+        stream = _training.Stream(blocks, prepare)
+        return _training.split_validation(stream, split) if split else stream
 
     def _step_compiler(self) -> Any:
         """The compiler for this fit's step, or None (eager); a ValueError
@@ -300,12 +296,12 @@ class Trainer:
         schedule.check(validation_split, validation_data, callbacks)
         # A diverging run shows in its loss, the same way on every backend.
         with self._rollback(), quiet_float_errors(), self._workers(communicator):
-            data = self._data_for(x, y, sample_weight, class_weight)
-            val = None
+            split = validation_split if validation_data is None else 0.0
+            data, val = self._data_for(x, y, sample_weight, class_weight, split=split), None
             if validation_data is not None:
                 val = self._data_for(*validation_data, suffix="_val")
-            elif validation_split > 0.0:
-                data, val = _training.split_validation(data, validation_split)
+            elif split:
+                data, val = data
             if communicator is not None:
                 callbacks = _training.start_workers(self, communicator, data, schedule, callbacks)
             self._step_compiler()  # jit_compile=True that cannot be: refused before any callback
@@ -364,6 +360,7 @@ class Trainer:
             checks = _data.Checks(self._place(x).xp)
             xs = self._features(x, checks)
             checks.raise_first()
+            xs = _data.moved(xs, self._placement)
             spans = _training.batches(int(xs.shape[0]), batch_size or PREDICT_CHUNK)
             progress = _progress.Progress(verbose, "Predict", len(spans))
             parts = []
@@ -427,7 +424,7 @@ class Trainer:
             if self._placement is None or not self.built:
                 return None
             planned = not self._overridden()
-            gate = _Gate(self.loss, self._placement, self._spec(x), self.input_dim, planned,
+            gate = _data.Gate(self.loss, self._placement, self._spec(x), self.input_dim, planned,
                          list(self.layers))  # fmt: skip
             self._gate = gate
         return _data.ready(x, y, gate.spec, gate.input_dim)

@@ -25,7 +25,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from xpnet import callbacks as _callbacks
-from xpnet._backend import Backend, asarray, backend_of, host_rng, namespace, to_numpy
+from xpnet._backend import (
+    Backend,
+    asarray,
+    backend_of,
+    host_rng,
+    read_scalars,
+    take_rows,
+    to_numpy,
+)
 from xpnet._interrupt import DeferredInterrupt
 from xpnet._progress import Progress
 from xpnet._typing import Array
@@ -44,8 +52,7 @@ class Data:
         return int(self.x.shape[0])
 
     def take(self, index: Array) -> Data:
-        xp = namespace(self.x)
-        return Data(*(None if a is None else xp.take(a, index, axis=0) for a in self._arrays()))
+        return Data(*take_rows(self._arrays(), index))
 
     def slice(self, start: int, stop: int) -> Data:
         return Data(*(None if a is None else a[start:stop, ...] for a in self._arrays()))
@@ -184,15 +191,10 @@ class Totals:
 
     def logs(self, prefix: str = "") -> dict[str, float]:
         """The mean loss and every metric's value, read in one transfer."""
-        xp = self.xp
         if self.reduce is not None:
             self._sum_over_workers()
         results = [m.result(s) for m, s in zip(self.metrics, self.states, strict=True)]
-        if results:
-            values = to_numpy(xp.stack([xp.reshape(v, ()) for v in [self.loss, *results]]))
-            values = values.tolist()
-        else:  # the loss alone: one read, nothing to stack
-            values = [float(to_numpy(self.loss))]
+        values = read_scalars([self.loss, *results])
         logs = {prefix + "loss": values[0] / self.count}
         for metric, value in zip(self.metrics, values[1:], strict=True):
             logs[prefix + metric.name] = value / self.count if metric.averaged else value

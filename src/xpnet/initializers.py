@@ -32,7 +32,7 @@ import math
 from typing import Any
 
 from xpnet import _config
-from xpnet._backend import Backend, asarray, float_dtype, get_backend, host_rng
+from xpnet._backend import Backend, asarray, filled, float_dtype, get_backend, host_rng
 from xpnet._typing import Array, DType
 from xpnet._validation import check_choice
 
@@ -123,7 +123,7 @@ class Constant(Initializer):
         self.value = float(value)
 
     def _generate(self, shape, dtype, rng, placement):
-        return placement.xp.full(shape, self.value, dtype=dtype, device=placement.device)
+        return filled(shape, self.value, dtype, placement)
 
     def get_config(self):
         return {"value": self.value}

@@ -35,7 +35,7 @@ from xpnet._backend import (
     Backend,
     add_scaled_,
     asarray,
-    device_of,
+    full_like,
     is_writeable,
     namespace,
     to_numpy,
@@ -135,13 +135,7 @@ class Optimizer(_config.Configurable):
     def _slots_for(self, key: str, param: Array) -> dict[str, Array]:
         slots = self.state.get(key)
         if slots is None:
-            xp = namespace(param)
-            slots = {
-                name: xp.full(
-                    param.shape, self._initial(name), dtype=param.dtype, device=device_of(param)
-                )
-                for name in self._slots
-            }
+            slots = {name: full_like(param, self._initial(name)) for name in self._slots}
             self.state[key] = slots
         return slots
 

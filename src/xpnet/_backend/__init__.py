@@ -35,6 +35,7 @@ One module per job; this file only re-exports them:
 from __future__ import annotations
 
 from xpnet._backend import dtypes, registry, selection
+from xpnet._backend.bookkeeping import copy_array, filled, full_like, read_scalars, take_rows
 from xpnet._backend.devices import device_of
 from xpnet._backend.dtypes import (
     FLOAT_DTYPES,
@@ -78,7 +79,7 @@ from xpnet._backend.selection import (
 )
 from xpnet._backend.transfers import (
     asarray,
-    copy_array,
+    host_cast,
     host_numeric,
     is_device_array,
     is_host_data,
@@ -104,8 +105,11 @@ __all__ = [
     "describe_backends",
     "device_of",
     "dtype_name",
+    "filled",
     "float_dtype",
+    "full_like",
     "get_backend",
+    "host_cast",
     "host_numeric",
     "host_rng",
     "is_device_array",
@@ -120,6 +124,7 @@ __all__ = [
     "namespace",
     "quiet_float_errors",
     "read_npy",
+    "read_scalars",
     "reduce_max",
     "reduce_sum",
     "relu_",
@@ -129,6 +134,7 @@ __all__ = [
     "sparse_softmax_xent",
     "sum_rows",
     "synchronize",
+    "take_rows",
     "to_numpy",
     "write_npy",
 ]

@@ -15,6 +15,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 if TYPE_CHECKING:
     from xpnet._backend.selection import Backend
 
@@ -54,14 +56,13 @@ class JaxCompiler:
         """Fresh zeros for every leaf of `like` (arrays or shape structs),
         committed to the device of the array `on`: a program's results are,
         and arguments placed differently would compile it a second time."""
-        jnp = self.jax.numpy
-        zeros = self.jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), like)
-        return self.jax.device_put(zeros, on.sharding)
+        zeros = self.jax.tree_util.tree_map(lambda s: np.zeros(s.shape, s.dtype), like)
+        return self.jax.device_put(zeros, on.sharding)  # made on the host: nothing to compile
 
     def stack(self, values: Sequence[float] | float, dtype: Any, on: Any) -> Any:
         """Host scalars as one array of `dtype` (per-step learning rates,
         batch starts) on the device of the array `on`."""
-        return self.jax.device_put(self.jax.numpy.asarray(values, dtype=dtype), on.sharding)
+        return self.jax.device_put(np.asarray(values, dtype=dtype), on.sharding)
 
 
 def is_traced(x: Any) -> bool:

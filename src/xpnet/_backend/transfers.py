@@ -98,11 +98,6 @@ def to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
-def copy_array(x: Array) -> Array:
-    """An independent copy of array `x` on its own device."""
-    return namespace(x).asarray(x, copy=True)
-
-
 def synchronize(x: Any) -> None:
     """Wait until the device has finished computing `x`, an array or a list
     of arrays (for timing)."""
@@ -181,6 +176,14 @@ def _host_with_dtype(data: Any, placement: Backend, name: str | None) -> np.ndar
         float_dtype(placement.xp, name)  # refuses float64 on JAX without x64
     # NumPy has no bfloat16: cross on float32, cast on the device.
     return host.astype(np.float32 if name == "bfloat16" else name, copy=False)
+
+
+def host_cast(data: Any, placement: Backend, dtype: str | DType | None = None) -> np.ndarray | None:
+    """Host data as the NumPy array that ``asarray(data, placement, dtype)``
+    moves, still on the host (so its values can be checked there); None
+    where the cast happens on the device (bfloat16, which NumPy lacks)."""
+    name = None if dtype is None else dtype_name(dtype)
+    return None if name == "bfloat16" else _host_with_dtype(data, placement, name)
 
 
 def asarray(

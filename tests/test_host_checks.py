@@ -1,0 +1,213 @@
+"""Host data is checked on the host and moved once; what ``fit`` does around
+its steps (fills, copies, the shuffle, reading the figures) compiles nothing
+on JAX; the same results as before on every backend."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+from xpnet import _backend, _data
+from xpnet.layers import Dense
+
+RNG = np.random.default_rng(11)
+X = RNG.normal(size=(60, 4))
+Y = RNG.integers(0, 3, size=60)
+W = RNG.uniform(0.5, 2.0, size=60)
+
+
+def model_on(placement, **compile_options):
+    model = xn.Sequential(
+        [Dense(6, activation="relu"), Dense(3, activation="softmax")],
+        backend=placement.name, device=placement.device, dtype="float64", seed=5,
+    )  # fmt: skip
+    model.compile(
+        loss="sparse_categorical_crossentropy",
+        optimizer=xn.optimizers.Adam(0.01),
+        metrics=["accuracy"],
+        **compile_options,
+    )
+    return model
+
+
+def same_arrays(a, b):
+    for wa, wb in zip(a, b, strict=True):
+        np.testing.assert_allclose(wa, wb, rtol=1e-12, atol=1e-14)
+
+
+# ---------------------------------------------------------------- staged, placed
+
+
+def test_host_data_stays_on_the_host_until_placed(placement):
+    spec = _data.Spec(placement, _backend.float_dtype(placement.xp, "float64"), "sparse", 3)
+    checks = _data.Checks(placement.xp)
+    x = _data.features(X.tolist(), spec, checks)
+    data = _data.labelled(x, Y, W, None, spec, checks)
+    assert all(isinstance(a, np.ndarray) for a in (data.x, data.y, data.sample_weight))
+    moved = _data.placed(data, placement)
+    for host, there in zip((data.x, data.y, data.sample_weight),
+                           (moved.x, moved.y, moved.sample_weight), strict=True):  # fmt: skip
+        assert _backend.namespace(there) is placement.xp
+        assert _backend.device_of(there) == placement.device
+        np.testing.assert_array_equal(_backend.to_numpy(there), host)
+    assert moved.y.dtype == placement.xp.int32
+
+
+def test_device_data_is_checked_where_it_is(placement, make):
+    spec = _data.Spec(placement, _backend.float_dtype(placement.xp, "float64"), "sparse", 3)
+    checks = _data.Checks(placement.xp)
+    x = _data.features(make(X), spec, checks)
+    data = _data.labelled(x, make(Y, "int64"), make(W), None, spec, checks)
+    assert _data.placed(data, placement) == data  # nothing left to move
+    bad = make(np.where(np.arange(60)[:, None] == 7, np.nan, X))
+    with pytest.raises(ValueError, match="x contains NaN"):
+        checks = _data.Checks(placement.xp)
+        _data.features(bad, spec, checks)
+        checks.raise_first()
+
+
+def test_checks_raise_the_first_failure_in_the_order_they_came(placement, make):
+    xp = placement.xp
+    for flags, first in [
+        ((np.False_, make([True], "bool")[0], True), "b"),
+        ((make([False], "bool")[0], np.True_, make([True], "bool")[0]), "b"),
+        ((make([True], "bool")[0], np.True_, False), "a"),
+        ((False, make([False], "bool")[0], np.bool_(True)), "c"),
+    ]:
+        checks = _data.Checks(xp)
+        for flag, name in zip(flags, "abc", strict=True):
+            checks.fail_if(flag, name)
+        with pytest.raises(ValueError, match=f"^{first}$"):
+            checks.raise_first()
+    checks = _data.Checks(xp)
+    checks.fail_if(np.False_, "a")
+    checks.fail_if(make([False], "bool")[0], "b")
+    checks.raise_first()  # all clear: nothing raised
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "message"),
+    [
+        (np.where(X > 2.5, np.inf, X), Y, "x contains NaN"),  # x first, though y is bad too
+        (X, np.where(np.arange(60) == 3, 9, Y), r"y labels must be in \[0, 3\)"),
+        (X, np.where(np.arange(60) == 3, 1.5, Y), "whole numbers"),
+    ],
+)
+def test_bad_host_data_is_refused_and_changes_nothing(placement, x, y, message):
+    model = model_on(placement)
+    y = np.where(np.arange(60) == 0, -1, y) if message.startswith("x") else y
+    with pytest.raises(ValueError, match=message):
+        model.fit(x, y, epochs=1, validation_split=0.2, verbose=0)
+    assert not model.built
+
+
+# ---------------------------------------------------------------- the same numbers
+
+
+@pytest.mark.parametrize("weights", ["none", "sample", "class", "both"])
+def test_validation_split_cut_on_the_host_equals_explicit_validation_data(placement, weights):
+    sw = W if weights in ("sample", "both") else None
+    cw = {0: 2.0, 2: 0.5} if weights in ("class", "both") else None
+    a, b = model_on(placement), model_on(placement)
+    options = dict(epochs=2, batch_size=16, verbose=0, class_weight=cw)
+    split = a.fit(X, Y, sample_weight=sw, validation_split=0.25, **options).history
+    cut = 45
+    val = (X[cut:], Y[cut:]) if sw is None and cw is None else None
+    if val is None:  # the held-out rows keep their weights, class weights included
+        full = (sw if sw is not None else np.ones(60)) * (
+            np.ones(60) if cw is None else np.vectorize(lambda c: cw.get(c, 1.0))(Y)
+        )
+        val = (X[cut:], Y[cut:], full[cut:])
+    explicit = b.fit(X[:cut], Y[:cut], sample_weight=None if sw is None else sw[:cut],
+                     validation_data=val, **options).history  # fmt: skip
+    assert split.keys() == explicit.keys()
+    for key in split:
+        np.testing.assert_allclose(split[key], explicit[key], rtol=1e-12)
+    same_arrays(a.get_weights(), b.get_weights())
+
+
+def test_host_sample_weights_with_device_labels_and_class_weights(placement, make):
+    cw = {1: 3.0}
+    a, b = model_on(placement), model_on(placement)
+    ha = a.fit(X, Y, sample_weight=W, class_weight=cw, epochs=2, verbose=0).history
+    hb = b.fit(make(X), make(Y, "int64"), sample_weight=W, class_weight=cw, epochs=2,
+               verbose=0).history  # fmt: skip
+    np.testing.assert_allclose(ha["loss"], hb["loss"], rtol=1e-12)
+    same_arrays(a.get_weights(), b.get_weights())
+
+
+# ---------------------------------------------------------------- bookkeeping
+
+
+def test_bookkeeping_helpers_on_every_backend(placement, make):
+    xp = placement.xp
+    host = X[:5].copy()
+    a = make(host.copy())
+    ones = _backend.full_like(a, 1.0)
+    assert ones.shape == a.shape and ones.dtype == a.dtype
+    assert _backend.device_of(ones) == placement.device
+    np.testing.assert_array_equal(_backend.to_numpy(ones), np.ones((5, 4)))
+    filled = _backend.filled((2, 3), 0.5, a.dtype, placement)
+    assert _backend.device_of(filled) == placement.device and filled.dtype == a.dtype
+    np.testing.assert_array_equal(_backend.to_numpy(filled), np.full((2, 3), 0.5))
+    copy = _backend.copy_array(a)
+    np.testing.assert_array_equal(_backend.to_numpy(copy), host)
+    if _backend.is_writeable(a):  # the copy is independent
+        a[0, 0] = 99.0
+        assert float(_backend.to_numpy(copy)[0, 0]) == host[0, 0]
+    index = make([4, 0, 2], "int64")
+    y = make(Y[:5], "int64")
+    taken = _backend.take_rows([a, None, y], index)
+    assert taken[1] is None
+    np.testing.assert_array_equal(_backend.to_numpy(taken[2]), Y[:5][[4, 0, 2]])
+    np.testing.assert_array_equal(_backend.to_numpy(taken[0]), _backend.to_numpy(a)[[4, 0, 2]])
+    values = _backend.read_scalars([xp.sum(copy), xp.max(copy), copy[1, 1]])
+    assert values == pytest.approx([host.sum(), host.max(), host[1, 1]], rel=1e-12)
+    assert all(type(v) is float for v in values)
+
+
+def test_jax_copies_are_new_buffers_and_fills_work_in_a_trace():
+    jax = pytest.importorskip("jax")
+    a = jax.numpy.arange(6.0).reshape(2, 3)
+    copy = _backend.copy_array(a)
+    assert copy.unsafe_buffer_pointer() != a.unsafe_buffer_pointer()
+    a.delete()  # a donated buffer: the copy must survive it
+    np.testing.assert_array_equal(np.asarray(copy), np.arange(6.0).reshape(2, 3))
+
+    @jax.jit
+    def traced(x):
+        return _backend.full_like(x, 2.0) + _backend.copy_array(x)
+
+    np.testing.assert_array_equal(np.asarray(traced(copy)), np.arange(6.0).reshape(2, 3) + 2)
+
+
+def test_a_first_jax_fit_on_new_data_compiles_only_its_own_programs(caplog):
+    """Zeros, fills, copies, checks, the validation split and the figures
+    compile nothing: only the step (full batches and the last, shorter
+    one), the epoch's shuffle and the validation chunk do."""
+    jax = pytest.importorskip("jax")
+    placement = _backend.get_backend("jax")
+
+    def fit(n, features, hidden):
+        rng = np.random.default_rng(n)
+        model = xn.Sequential([Dense(hidden, activation="relu"), Dense(3, activation="softmax")],
+                              backend="jax", seed=0)  # fmt: skip
+        model.compile(loss="sparse_categorical_crossentropy", optimizer="adam",
+                      metrics=["accuracy"])  # fmt: skip
+        x, y = rng.normal(size=(n, features)), rng.integers(0, 3, size=n)
+        return model.fit(x, y, epochs=2, batch_size=16, validation_split=0.2, verbose=0)
+
+    fit(50, 3, 5)  # the library's own first uses (namespaces, dtypes) out of the count
+    assert placement.name == "jax"
+    caplog.set_level(logging.WARNING, logger="jax")
+    with jax.log_compiles(True):
+        fit(83, 7, 11)  # every shape new: 66 training rows, 4 batches of 16 and one of 2
+    compiled = sorted(
+        r.getMessage().split(" of ")[1].split(" in ")[0]
+        for r in caplog.records
+        if r.getMessage().startswith("Finished XLA compilation")
+    )
+    assert compiled == ["jit(<lambda>)", "jit(chunk)", "jit(one)", "jit(one)"]
