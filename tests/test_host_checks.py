@@ -211,3 +211,38 @@ def test_a_first_jax_fit_on_new_data_compiles_only_its_own_programs(caplog):
         if r.getMessage().startswith("Finished XLA compilation")
     )
     assert compiled == ["jit(<lambda>)", "jit(chunk)", "jit(one)", "jit(one)"]
+
+
+def test_a_jaxlib_that_refuses_the_cpu_options_compiles_without_them(monkeypatch):
+    pytest.importorskip("jax")
+    from xpnet._backend import compiler
+
+    monkeypatch.setattr(compiler, "CPU_OPTIONS", {"xla_no_such_option_here": ""})
+    monkeypatch.setattr(compiler.JaxCompiler, "options_refused", False)
+    placement = _backend.get_backend("jax")
+    jit = compiler.compiler_for(placement).jit
+    assert compiler.compiler_for(placement).cpu
+    double = jit(lambda a: a * 2.0, donate=(0,))
+    out = double(_backend.asarray(np.arange(3.0), placement))
+    np.testing.assert_array_equal(np.asarray(out), [0.0, 2.0, 4.0])
+    assert compiler.JaxCompiler.options_refused
+    model = model_on(placement)  # and a whole fit, compiled without them
+    eager = model_on(placement, jit_compile=False)
+    h1 = model.fit(X, Y, epochs=2, batch_size=16, verbose=0).history
+    h2 = eager.fit(X, Y, epochs=2, batch_size=16, verbose=0).history
+    np.testing.assert_allclose(h1["loss"], h2["loss"], rtol=1e-12)
+
+
+def test_other_errors_of_a_compiled_call_are_not_swallowed(monkeypatch):
+    jax = pytest.importorskip("jax")
+    from xpnet._backend import compiler
+
+    monkeypatch.setattr(compiler.JaxCompiler, "options_refused", False)
+    jit = compiler.compiler_for(_backend.get_backend("jax")).jit
+
+    def broken(a):
+        raise RuntimeError("a bug in the step")
+
+    with pytest.raises(RuntimeError, match="a bug in the step"):
+        jit(broken)(jax.numpy.arange(3.0))
+    assert not compiler.JaxCompiler.options_refused
