@@ -246,3 +246,45 @@ def test_other_errors_of_a_compiled_call_are_not_swallowed(monkeypatch):
     with pytest.raises(RuntimeError, match="a bug in the step"):
         jit(broken)(jax.numpy.arange(3.0))
     assert not compiler.JaxCompiler.options_refused
+
+
+# ---------------------------------------------------------------- checks remembered
+
+
+def test_arrays_that_cannot_change_are_checked_once(placement, make, monkeypatch):
+    """A JAX array that passed the value checks passes them again without a
+    device read; arrays that can be written to are checked every time."""
+    calls = []
+    real = _data.any_nonfinite
+    monkeypatch.setattr(_data, "any_nonfinite", lambda a: calls.append(a) or real(a))
+    model = model_on(placement)
+    x, y = make(X), make(Y, "int32")
+    for _ in range(3):
+        model.fit(x, y, epochs=1, verbose=0)
+    immutable = not _backend.is_writeable(x)
+    assert len(calls) == (1 if immutable else 3)
+    assert immutable == (placement.name == "jax")
+    if immutable:  # the entry goes with the array
+        key = (id(x), "finite")
+        assert key in _data._PASSED
+        del calls[:], x
+        assert key not in _data._PASSED
+
+
+def test_a_failed_check_is_not_remembered(placement, make):
+    model = model_on(placement)
+    bad = make(np.where(np.arange(60)[:, None] == 5, np.nan, X))
+    y = make(Y, "int32")
+    for _ in range(2):
+        with pytest.raises(ValueError, match="x contains NaN"):
+            model.fit(bad, y, epochs=1, verbose=0)
+    assert not model.built
+    labels, x = make(np.where(np.arange(60) == 5, 3, Y), "int32"), make(X)
+    four = xn.Sequential([Dense(4, activation="softmax")], backend=placement.name,
+                         device=placement.device, dtype="float64")  # fmt: skip
+    four.compile(loss="sparse_categorical_crossentropy", optimizer="sgd")
+    four.fit(x, labels, epochs=1, verbose=0)  # in range for 4 classes
+    for _ in range(2):  # but not for 3
+        with pytest.raises(ValueError, match=r"labels must be in \[0, 3\)"):
+            model.fit(x, labels, epochs=1, verbose=0)
+    assert not model.built
