@@ -158,6 +158,11 @@ def test_bookkeeping_helpers_on_every_backend(placement, make):
     if _backend.is_writeable(a):  # the copy is independent
         a[0, 0] = 99.0
         assert float(_backend.to_numpy(copy)[0, 0]) == host[0, 0]
+    copies = _backend.copy_arrays([a, ones, filled])
+    for original, copied in zip((a, ones, filled), copies, strict=True):
+        assert copied is not original and _backend.device_of(copied) == placement.device
+        np.testing.assert_array_equal(_backend.to_numpy(copied), _backend.to_numpy(original))
+    assert _backend.copy_arrays([]) == []
     index = make([4, 0, 2], "int64")
     y = make(Y[:5], "int64")
     taken = _backend.take_rows([a, None, y], index)
@@ -174,7 +179,10 @@ def test_jax_copies_are_new_buffers_and_fills_work_in_a_trace():
     a = jax.numpy.arange(6.0).reshape(2, 3)
     copy = _backend.copy_array(a)
     assert copy.unsafe_buffer_pointer() != a.unsafe_buffer_pointer()
-    a.delete()  # a donated buffer: the copy must survive it
+    (again,) = _backend.copy_arrays([a])
+    assert again.unsafe_buffer_pointer() != a.unsafe_buffer_pointer()
+    a.delete()  # a donated buffer: the copies must survive it
+    np.testing.assert_array_equal(np.asarray(again), np.arange(6.0).reshape(2, 3))
     np.testing.assert_array_equal(np.asarray(copy), np.arange(6.0).reshape(2, 3))
 
     @jax.jit
@@ -185,32 +193,43 @@ def test_jax_copies_are_new_buffers_and_fills_work_in_a_trace():
 
 
 def test_a_first_jax_fit_on_new_data_compiles_only_its_own_programs(caplog):
-    """Zeros, fills, copies, checks, the validation split and the figures
-    compile nothing: only the step (full batches and the last, shorter
-    one), the epoch's shuffle and the validation chunk do."""
+    """Zeros, fills, checks, the validation split and the figures compile
+    nothing: only the step (full batches and the last, shorter one), the
+    epoch's shuffle and the validation chunk do; a second fit adds the
+    rollback's copy of the weights (none to copy before the first)."""
     jax = pytest.importorskip("jax")
-    placement = _backend.get_backend("jax")
 
-    def fit(n, features, hidden):
+    def model(hidden):
+        net = xn.Sequential([Dense(hidden, activation="relu"), Dense(3, activation="softmax")],
+                            backend="jax", seed=0)  # fmt: skip
+        net.compile(loss="sparse_categorical_crossentropy", optimizer="adam",
+                    metrics=["accuracy"])  # fmt: skip
+        return net
+
+    def fit(net, n, features):
         rng = np.random.default_rng(n)
-        model = xn.Sequential([Dense(hidden, activation="relu"), Dense(3, activation="softmax")],
-                              backend="jax", seed=0)  # fmt: skip
-        model.compile(loss="sparse_categorical_crossentropy", optimizer="adam",
-                      metrics=["accuracy"])  # fmt: skip
         x, y = rng.normal(size=(n, features)), rng.integers(0, 3, size=n)
-        return model.fit(x, y, epochs=2, batch_size=16, validation_split=0.2, verbose=0)
+        return net.fit(x, y, epochs=2, batch_size=16, validation_split=0.2, verbose=0)
 
-    fit(50, 3, 5)  # the library's own first uses (namespaces, dtypes) out of the count
-    assert placement.name == "jax"
+    def compiled_during(run):
+        caplog.clear()
+        with jax.log_compiles(True):
+            run()
+        return sorted(
+            r.getMessage().split(" of ")[1].split(" in ")[0]
+            for r in caplog.records
+            if r.getMessage().startswith("Finished XLA compilation")
+        )
+
+    warm = model(5)
+    fit(warm, 50, 3)  # the library's own first uses (namespaces, dtypes) out of the count
+    fit(warm, 50, 3)
     caplog.set_level(logging.WARNING, logger="jax")
-    with jax.log_compiles(True):
-        fit(83, 7, 11)  # every shape new: 66 training rows, 4 batches of 16 and one of 2
-    compiled = sorted(
-        r.getMessage().split(" of ")[1].split(" in ")[0]
-        for r in caplog.records
-        if r.getMessage().startswith("Finished XLA compilation")
-    )
-    assert compiled == ["jit(_jax_take_rows)", "jit(chunk)", "jit(one)", "jit(one)"]
+    net = model(11)  # every shape new: 66 training rows, 4 batches of 16 and one of 2
+    first = compiled_during(lambda: fit(net, 83, 7))
+    assert first == ["jit(_jax_take_rows)", "jit(chunk)", "jit(one)", "jit(one)"]
+    assert compiled_during(lambda: fit(net, 83, 7)) == ["jit(_jax_copies)"]
+    assert compiled_during(lambda: fit(net, 83, 7)) == []
 
 
 def test_a_jaxlib_that_refuses_the_cpu_options_compiles_without_them(monkeypatch):

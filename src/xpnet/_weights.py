@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from xpnet import _saving
-from xpnet._backend import Backend, asarray, copy_array, is_host_rng, rng_restorer, to_numpy
+from xpnet._backend import Backend, asarray, copy_arrays, is_host_rng, rng_restorer, to_numpy
 from xpnet._typing import Array
 from xpnet.layers import Layer
 
@@ -40,12 +40,17 @@ class Weights:
         fields = ("_placement", "_dtype", "_keys", "history", "stop_training")
         saved = {key: self.__dict__[key] for key in fields if key in self.__dict__}
         restorers = [rng_restorer(self._shuffle_rng)]
-        layers = [_layer_state(layer, restorers) for layer in self.layers]
         opt = self.optimizer
+        slots = {} if opt is None else opt.state
+        # every array copied in one go (on JAX one program call)
+        copies = iter(copy_arrays(
+            [a for layer in self.layers for a in (*layer.params.values(), *layer.buffers.values())]
+            + [a for found in slots.values() for a in found.values()]
+        ))  # fmt: skip
+        layers = [_layer_state(layer, restorers, copies) for layer in self.layers]
         opt_state = None
         if opt is not None:
-            slots = {key: {name: copy_array(a) for name, a in found.items()}
-                     for key, found in opt.state.items()}  # fmt: skip
+            slots = {key: {name: next(copies) for name in found} for key, found in slots.items()}
             opt_state = (opt.iterations, slots)
         try:
             yield
@@ -174,13 +179,14 @@ def _summary_table(model: Any) -> str:
     return "\n".join(lines)
 
 
-def _layer_state(layer: Layer, restorers: list) -> dict[str, Any]:
-    """Everything `layer` holds, with copies of its parameters and buffers
-    (moving statistics), for :meth:`Weights._rollback` (gradient buffers are
-    scratch); a way back for each random stream joins `restorers`."""
+def _layer_state(layer: Layer, restorers: list, copies: Iterator[Array]) -> dict[str, Any]:
+    """Everything `layer` holds, with its parameters and buffers (moving
+    statistics) taken from `copies` in that order, for
+    :meth:`Weights._rollback` (gradient buffers are scratch); a way back for
+    each random stream joins `restorers`."""
     state = dict(layer.__dict__)
-    state["params"] = {name: copy_array(value) for name, value in layer.params.items()}
-    state["buffers"] = {name: copy_array(value) for name, value in layer.buffers.items()}
+    state["params"] = {name: next(copies) for name in layer.params}
+    state["buffers"] = {name: next(copies) for name in layer.buffers}
     state["grads"] = {}
     restorers.extend(rng_restorer(value) for value in state.values() if is_host_rng(value))
     return state

@@ -35,7 +35,14 @@ One module per job; this file only re-exports them:
 from __future__ import annotations
 
 from xpnet._backend import dtypes, registry, selection
-from xpnet._backend.bookkeeping import copy_array, filled, full_like, read_scalars, take_rows
+from xpnet._backend.bookkeeping import (
+    copy_array,
+    copy_arrays,
+    filled,
+    full_like,
+    read_scalars,
+    take_rows,
+)
 from xpnet._backend.devices import device_of
 from xpnet._backend.dtypes import (
     FLOAT_DTYPES,
@@ -100,6 +107,7 @@ __all__ = [
     "backend_name",
     "backend_of",
     "copy_array",
+    "copy_arrays",
     "default_backend",
     "dense_chain",
     "describe_backends",

@@ -61,6 +61,26 @@ def copy_array(x: Array) -> Array:
     return namespace(x).asarray(x, copy=True)
 
 
+def copy_arrays(arrays: Sequence[Array]) -> list[Array]:
+    """Independent copies of `arrays` (a model's weights and slots, say);
+    on JAX one program call for all of them (per-array ``device_put``
+    copies cost about 0.2 ms each)."""
+    if arrays and all(_jax(a) is not None for a in arrays):
+        if not _JAX_COPY:
+            import jax
+
+            _JAX_COPY.append(jax.jit(_jax_copies))
+        return list(_JAX_COPY[0](list(arrays)))
+    return [copy_array(a) for a in arrays]
+
+
+def _jax_copies(arrays: list[Array]) -> list[Array]:
+    import jax
+
+    return [jax.numpy.copy(a) for a in arrays]
+
+
+_JAX_COPY: list[Any] = []
 _JAX_TAKE: list[Any] = []
 
 
