@@ -12,8 +12,7 @@ on its device, and those checks are read back together, once
 from __future__ import annotations
 
 import math
-import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -26,7 +25,6 @@ from xpnet._backend import (
     host_cast,
     host_numeric,
     is_host_data,
-    is_writeable,
     labels_outside,
     maybe_nonfinite,
     namespace,
@@ -121,23 +119,6 @@ def moved(a: Array | None, backend: Backend) -> Array | None:
     return asarray(a, backend) if is_host_data(a) else a
 
 
-# An array that cannot change (JAX's) and passed a value check passes it
-# again: a second fit on the same device arrays does not read them again.
-# Keyed by id and the check, with a weak reference that must still point
-# at the same array (and drops the entry when the array goes).
-_PASSED: dict[tuple[int, Any], weakref.ref] = {}
-
-
-def _passed(a: Array, check: Any) -> bool:
-    ref = _PASSED.get((id(a), check))
-    return ref is not None and ref() is a
-
-
-def _remember(a: Array, check: Any) -> None:
-    key = (id(a), check)
-    _PASSED[key] = weakref.ref(a, lambda ref: _PASSED.pop(key) if _PASSED.get(key) is ref else None)
-
-
 class Checks:
     """Collects boolean scalars that must all be False and raises the first
     that is not, in the order they came. Device flags are read in one
@@ -148,16 +129,6 @@ class Checks:
         self.xp = xp
         self.flags: list[Array | bool] = []
         self.messages: list[str] = []
-        self.passing: list[tuple[Array, Any]] = []
-
-    def fail_unless(self, a: Array, check: Any, bad: Callable[[Array], Array], message: str):
-        """``fail_if(bad(a), message)``, unless `a` cannot change and passed
-        this `check` (a hashable name) before."""
-        if _passed(a, check):
-            return
-        self.fail_if(bad(a), message)
-        if not is_host_data(a) and not is_writeable(a):
-            self.passing.append((a, check))
 
     def fail_if(self, flag: Array, message: str) -> None:
         if is_host_data(flag):
@@ -167,13 +138,13 @@ class Checks:
         self.messages.append(message)
 
     def raise_first(self) -> None:
+        """Raise the first failed check; the checks so far are then done."""
         on_device = [flag for flag in self.flags if not isinstance(flag, bool)]
         read = iter(to_numpy(self.xp.concat(on_device)).tolist() if on_device else [])
         for flag, message in zip(self.flags, self.messages, strict=True):
             if flag if isinstance(flag, bool) else next(read):
                 raise ValueError(message)
-        for a, check in self.passing:
-            _remember(a, check)
+        self.flags, self.messages = [], []
 
 
 def features(x: Any, spec: Spec, checks: Checks | None, name: str = "x") -> Array:
@@ -185,7 +156,7 @@ def features(x: Any, spec: Spec, checks: Checks | None, name: str = "x") -> Arra
     if x.shape[0] == 0:
         raise ValueError(f"{name} is empty: shape {tuple(x.shape)}")
     if checks is not None:
-        checks.fail_unless(x, "finite", any_nonfinite, f"{name} contains NaN or infinite values")
+        checks.fail_if(any_nonfinite(x), f"{name} contains NaN or infinite values")
     return x
 
 
@@ -206,12 +177,11 @@ def targets(y: Any, spec: Spec, n: int, checks: Checks, name: str = "y") -> Arra
                 + (" (one-hot targets; use SparseCategoricalCrossentropy for integer labels)"
                    if task == "categorical" else "")
             )  # fmt: skip
-        checks.fail_unless(y, "finite", any_nonfinite, f"{name} contains NaN or infinite values")
+        checks.fail_if(any_nonfinite(y), f"{name} contains NaN or infinite values")
         if task in ("binary", "categorical"):
-            checks.fail_unless(
-                y, "in [0, 1]", lambda y: xp.any((y < 0) | (y > 1)),
-                f"{name} targets of {spec.loss_name} must be in [0, 1]",
-            )  # fmt: skip
+            checks.fail_if(
+                xp.any((y < 0) | (y > 1)), f"{name} targets of {spec.loss_name} must be in [0, 1]"
+            )
     if int(y.shape[0]) != n:
         raise ValueError(f"x has {n} samples but {name} has {int(y.shape[0])}")
     return y
@@ -240,8 +210,7 @@ def _whole_labels(y: Array, k: int, checks: Checks, name: str) -> Array:
     if xp.isdtype(y.dtype, "bool"):
         y = xp.astype(y, xp.int32)
     if xp.isdtype(y.dtype, "integral"):  # one reduction; a bad label stops all before use
-        outside = _range_message(name, k)
-        checks.fail_unless(y, ("labels", k), lambda y: labels_outside(y, k), outside)
+        checks.fail_if(labels_outside(y, k), _range_message(name, k))
         return y if y.dtype == xp.int32 else xp.astype(y, xp.int32)
     in_range = (y >= 0) & (y < k)  # False for NaN
     if xp.isdtype(y.dtype, "real floating"):
@@ -272,10 +241,7 @@ def weights(
         if tuple(w.shape) != (n,):
             raise ValueError(f"sample_weight must have shape ({n},), got {tuple(w.shape)}")
         xp = namespace(w)
-        checks.fail_unless(
-            w, "weights", lambda w: xp.any(~xp.isfinite(w) | (w < 0)),
-            "sample_weight must be finite and >= 0",
-        )  # fmt: skip
+        checks.fail_if(xp.any(~xp.isfinite(w) | (w < 0)), "sample_weight must be finite and >= 0")
     if class_weight is not None:
         cw = class_weights(class_weight, y, spec)
         if w is not None and is_host_data(w) != is_host_data(cw):  # one staged, one not
@@ -298,15 +264,15 @@ def class_weights(class_weight: Mapping[int, float], y: Array, spec: Spec) -> Ar
             raise ValueError(f"class_weight[{cls}] must be finite and >= 0, got {weight!r}")
         table[cls] = float(weight)
     table_arr = staged(table, spec.backend, "class_weight", spec.dtype)
-    if not is_host_data(y):
-        table_arr = moved(table_arr, spec.backend)
     if y.ndim == 1:  # sparse labels
         classes = y
     elif int(y.shape[1]) == 1:  # binary targets
         classes = xp.astype(y[:, 0] > 0.5, xp.int32)
     else:  # one-hot
         classes = xp.argmax(y, axis=1)
-    return xp.take(table_arr, classes, axis=0)
+    if is_host_data(table_arr) != is_host_data(classes):  # one of them staged, one not
+        table_arr, classes = moved(table_arr, spec.backend), moved(classes, spec.backend)
+    return namespace(table_arr).take(table_arr, classes, axis=0)
 
 
 def labelled(
@@ -316,6 +282,8 @@ def labelled(
     :class:`Data` (host arrays still :func:`staged`); raises the first failed
     value check (one device read for all of them)."""
     ys = targets(y, spec, int(x.shape[0]), checks, "y" + suffix)
+    if class_weight is not None:  # the labels index the class table: check them first
+        checks.raise_first()
     w = weights(sample_weight, class_weight, ys, spec, checks)
     checks.raise_first()
     return Data(x, ys, w)

@@ -112,8 +112,8 @@ def read_scalars(values: Sequence[Array]) -> list[float]:
     first = values[0]
     jax = _jax(first)
     if jax is not None:
-        return [float(v) for v in jax.device_get(list(values))]
+        return [float(np.reshape(v, ())) for v in jax.device_get(list(values))]
     if isinstance(first, np.ndarray | np.generic | float | int):  # on the host already
-        return [float(v) for v in values]
+        return [float(np.reshape(v, ())) for v in values]
     xp = namespace(first)
     return to_numpy(xp.stack([xp.reshape(v, ()) for v in values])).tolist()

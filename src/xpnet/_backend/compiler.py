@@ -58,7 +58,10 @@ class JaxCompiler:
                 try:
                     return tuned(*args)
                 except RuntimeError as exc:  # refused when compiling: nothing ran
-                    if "compile option" not in str(exc):
+                    refused = str(exc)
+                    if "compile option" not in refused and not any(
+                        o in refused for o in CPU_OPTIONS
+                    ):
                         raise
                     JaxCompiler.options_refused = True
             return plain(*args)

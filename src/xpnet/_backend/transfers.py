@@ -87,7 +87,10 @@ def to_numpy(x: Any) -> np.ndarray:
     if isinstance(x, np.generic):  # a NumPy scalar (NumPy's reductions give them)
         return np.asarray(x)
     if array_api_compat.is_torch_array(x):
-        return x.detach().cpu().resolve_conj().numpy()
+        x = x.detach().cpu().resolve_conj()
+        if str(x.dtype) == "torch.bfloat16":  # NumPy has none; float32 holds every value
+            x = x.float()
+        return x.numpy()
     if array_api_compat.is_cupy_array(x):
         return x.get()
     if type(x).__module__.startswith("array_api_strict"):
