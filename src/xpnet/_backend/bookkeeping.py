@@ -115,5 +115,7 @@ def read_scalars(values: Sequence[Array]) -> list[float]:
         return [float(np.reshape(v, ())) for v in jax.device_get(list(values))]
     if isinstance(first, np.ndarray | np.generic | float | int):  # on the host already
         return [float(np.reshape(v, ())) for v in values]
+    if len(values) == 1:  # one read, nothing to stack
+        return [float(to_numpy(first).reshape(()))]
     xp = namespace(first)
     return to_numpy(xp.stack([xp.reshape(v, ()) for v in values])).tolist()
