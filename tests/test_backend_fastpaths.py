@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from helpers import assert_close, assert_like
 from xpnet import _backend
@@ -40,6 +43,19 @@ def test_any_nonfinite(placement, make, bad, shape):
     assert flag.shape == ()  # a device boolean, read with the other checks
     assert _backend.namespace(flag) is _backend.namespace(x)
     assert _backend.device_of(flag) == _backend.device_of(x)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_any_nonfinite_agrees_with_isfinite_anywhere(placement, make, dtype, data):
+    """Any mix of NaN, infinities, the largest finite values and zeros, at
+    any position (JAX checks the largest magnitude, not each value)."""
+    values = st.sampled_from([0.0, -0.0, 1.5, np.nan, np.inf, -np.inf, np.finfo(dtype).max,
+                              -np.finfo(dtype).max, np.finfo(dtype).tiny])  # fmt: skip
+    host = data.draw(arrays(dtype, st.tuples(st.integers(1, 4), st.integers(1, 5)), elements=values))
+    flag = _backend.any_nonfinite(make(host, dtype))
+    assert bool(_backend.to_numpy(flag)) is (not np.isfinite(host).all())
 
 
 @pytest.mark.parametrize("keepdims", [False, True])
