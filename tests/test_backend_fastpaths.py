@@ -53,7 +53,9 @@ def test_any_nonfinite_agrees_with_isfinite_anywhere(placement, make, dtype, dat
     any position (JAX checks the largest magnitude, not each value)."""
     values = st.sampled_from([0.0, -0.0, 1.5, np.nan, np.inf, -np.inf, np.finfo(dtype).max,
                               -np.finfo(dtype).max, np.finfo(dtype).tiny])  # fmt: skip
-    host = data.draw(arrays(dtype, st.tuples(st.integers(1, 4), st.integers(1, 5)), elements=values))
+    host = data.draw(
+        arrays(dtype, st.tuples(st.integers(1, 4), st.integers(1, 5)), elements=values)
+    )
     flag = _backend.any_nonfinite(make(host, dtype))
     assert bool(_backend.to_numpy(flag)) is (not np.isfinite(host).all())
 
@@ -123,6 +125,19 @@ def test_labels_outside(placement, make, dtype):
         assert _read(_backend.labels_outside(make(labels, dtype), 3)) is outside, labels
     if not dtype.startswith("u"):  # read as unsigned, a negative label is huge
         assert _read(_backend.labels_outside(make([1, -1, 0], dtype), 3)) is True
+
+
+@pytest.mark.parametrize("dtype", ["int32", "int64"])
+def test_flagged_batch_reads_labels_and_features_at_once(placement, make, dtype):
+    x = np.arange(12.0).reshape(4, 3)
+    labels = [0, 2, 1, 2]
+    assert _backend.flagged_batch(make(x), make(labels, dtype), 3) is False
+    assert _backend.flagged_batch(make(x), make([0, 3, 1, 2], dtype), 3) is True
+    assert _backend.flagged_batch(make(x), make([0, -1, 1, 2], dtype), 3) is True
+    for bad in (np.nan, np.inf, -np.inf):
+        host = x.copy()
+        host[2, 1] = bad
+        assert _backend.flagged_batch(make(host), make(labels, dtype), 3) is True, bad
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])

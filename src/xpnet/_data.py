@@ -22,6 +22,7 @@ from xpnet._backend import (
     asarray,
     backend_name,
     device_of,
+    flagged_batch,
     host_cast,
     host_numeric,
     is_host_data,
@@ -310,15 +311,13 @@ def ready(x: Any, y: Any, spec: Spec, input_dim: int) -> Data | None:
     if spec.task == "sparse":
         if y.ndim != 1 or y.dtype not in (xp.int32, xp.int64):  # as the full checks cast to
             return None
-        bad = labels_outside(y, k) | maybe_nonfinite(x)
-    else:
-        if y.dtype != spec.dtype or tuple(y.shape) not in ((n, k), (n,) * (k == 1)):
-            return None
-        bad = maybe_nonfinite(x) | maybe_nonfinite(y)
-        if spec.task in ("binary", "categorical"):
-            bad = bad | (reduce_max(-y, axis=None) > 0) | (reduce_max(y, axis=None) > 1)
-        y = xp.reshape(y, (n, k))
-    return None if bool(to_numpy(bad)) else Data(x, y)
+        return None if flagged_batch(x, y, k) else Data(x, y)
+    if y.dtype != spec.dtype or tuple(y.shape) not in ((n, k), (n,) * (k == 1)):
+        return None
+    bad = maybe_nonfinite(x) | maybe_nonfinite(y)
+    if spec.task in ("binary", "categorical"):
+        bad = bad | (reduce_max(-y, axis=None) > 0) | (reduce_max(y, axis=None) > 1)
+    return None if bool(to_numpy(bad)) else Data(x, xp.reshape(y, (n, k)))
 
 
 _ARRAY_TYPES: dict[tuple[int, str], type] = {}

@@ -22,6 +22,7 @@ import numpy as np
 from xpnet._backend import numpy_step
 from xpnet._backend.compiler import is_traced
 from xpnet._backend.namespaces import namespace
+from xpnet._backend.transfers import to_numpy
 from xpnet._typing import Array
 
 _WRITEABLE_BY_TYPE: dict[type, bool] = {}
@@ -62,6 +63,11 @@ class ArrayAPIOps:
     @staticmethod
     def maybe_nonfinite(x: Array) -> Array:
         return ~namespace(x).isfinite(reduce_sum(x, axis=None))
+
+    @classmethod
+    def flagged_batch(cls, x: Array, y: Array, k: int) -> bool:
+        flag = cls.labels_outside(y, k) | cls.maybe_nonfinite(x)
+        return bool(to_numpy(flag))
 
     @staticmethod
     def labels_outside(y: Array, k: int) -> Array:
@@ -153,6 +159,11 @@ class NumpyOps(ArrayAPIOps):
     def maybe_nonfinite(x: Array) -> Array:
         flat = x.reshape(-1)  # the sum of squares: one BLAS call, no temporary
         return ~np.isfinite(np.dot(flat, flat))
+
+    @classmethod
+    def flagged_batch(cls, x: Array, y: Array, k: int) -> bool:
+        flat = x.reshape(-1)  # compared as a NumPy scalar: no array flags, no read
+        return not np.dot(flat, flat) < np.inf or bool(cls.labels_outside(y, k))
 
     @staticmethod
     def labels_outside(y: Array, k: int) -> Array:
@@ -352,6 +363,13 @@ def labels_outside(y: Array, k: int) -> Array:
     """Whether integer labels `y` hold one outside ``[0, k)``, as a device
     boolean."""
     return _ops(y).labels_outside(y, k)
+
+
+def flagged_batch(x: Array, y: Array, k: int) -> bool:
+    """Whether integer labels `y` hold one outside ``[0, k)`` or `x` may
+    hold a non-finite value (:func:`maybe_nonfinite`'s false alarms
+    included), read at once: ``train_on_batch``'s check."""
+    return _ops(x).flagged_batch(x, y, k)
 
 
 def reduce_sum(x: Array, axis: int, keepdims: bool = False) -> Array:
