@@ -210,6 +210,8 @@ class Trainer:
         if self.jit_compile is False:
             return None
         compiler = compiler_for(self._placement)
+        if compiler is None and self.jit_compile is not True:  # "auto": eager, no reason needed
+            return None
         communicator = self.__dict__.get("_communicator")
         why = _compiled.why_not_compiled(self, compiler, self._overridden(), communicator)
         if why is not None and self.jit_compile is True:
