@@ -125,6 +125,9 @@ def test_labels_outside(placement, make, dtype):
         assert _read(_backend.labels_outside(make(labels, dtype), 3)) is outside, labels
     if not dtype.startswith("u"):  # read as unsigned, a negative label is huge
         assert _read(_backend.labels_outside(make([1, -1, 0], dtype), 3)) is True
+    top = int(np.iinfo(dtype).max)  # k at and beyond what the dtype holds
+    assert _read(_backend.labels_outside(make([0, top], dtype), top)) is True
+    assert _read(_backend.labels_outside(make([0, top], dtype), top + 1)) is False
 
 
 @pytest.mark.parametrize("dtype", ["int32", "int64"])

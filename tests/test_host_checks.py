@@ -43,7 +43,7 @@ def same_arrays(a, b):
 
 def test_host_data_stays_on_the_host_until_placed(placement):
     spec = _data.Spec(placement, _backend.float_dtype(placement.xp, "float64"), "sparse", 3)
-    checks = _data.Checks(placement.xp)
+    checks = _data.Checks()
     x = _data.features(X.tolist(), spec, checks)
     data = _data.labelled(x, Y, W, None, spec, checks)
     assert all(isinstance(a, np.ndarray) for a in (data.x, data.y, data.sample_weight))
@@ -58,31 +58,30 @@ def test_host_data_stays_on_the_host_until_placed(placement):
 
 def test_device_data_is_checked_where_it_is(placement, make):
     spec = _data.Spec(placement, _backend.float_dtype(placement.xp, "float64"), "sparse", 3)
-    checks = _data.Checks(placement.xp)
+    checks = _data.Checks()
     x = _data.features(make(X), spec, checks)
     data = _data.labelled(x, make(Y, "int64"), make(W), None, spec, checks)
     assert _data.placed(data, placement) == data  # nothing left to move
     bad = make(np.where(np.arange(60)[:, None] == 7, np.nan, X))
     with pytest.raises(ValueError, match="x contains NaN"):
-        checks = _data.Checks(placement.xp)
+        checks = _data.Checks()
         _data.features(bad, spec, checks)
         checks.raise_first()
 
 
 def test_checks_raise_the_first_failure_in_the_order_they_came(placement, make):
-    xp = placement.xp
     for flags, first in [
         ((np.False_, make([True], "bool")[0], True), "b"),
         ((make([False], "bool")[0], np.True_, make([True], "bool")[0]), "b"),
         ((make([True], "bool")[0], np.True_, False), "a"),
         ((False, make([False], "bool")[0], np.bool_(True)), "c"),
     ]:
-        checks = _data.Checks(xp)
+        checks = _data.Checks()
         for flag, name in zip(flags, "abc", strict=True):
             checks.fail_if(flag, name)
         with pytest.raises(ValueError, match=f"^{first}$"):
             checks.raise_first()
-    checks = _data.Checks(xp)
+    checks = _data.Checks()
     checks.fail_if(np.False_, "a")
     checks.fail_if(make([False], "bool")[0], "b")
     checks.raise_first()  # all clear: nothing raised

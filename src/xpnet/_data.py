@@ -29,6 +29,7 @@ from xpnet._backend import (
     labels_outside,
     maybe_nonfinite,
     namespace,
+    read_scalars,
     reduce_max,
     to_numpy,
 )
@@ -123,25 +124,21 @@ def moved(a: Array | None, backend: Backend) -> Array | None:
 class Checks:
     """Collects boolean scalars that must all be False and raises the first
     that is not, in the order they came. Device flags are read in one
-    transfer: one synchronization per ``fit``, not one per check; host
-    flags (NumPy's) are known already."""
+    transfer (:func:`read_scalars`): one synchronization per ``fit``, not
+    one per check; host flags (NumPy's) are known already."""
 
-    def __init__(self, xp: Any) -> None:
-        self.xp = xp
+    def __init__(self) -> None:
         self.flags: list[Array | bool] = []
         self.messages: list[str] = []
 
     def fail_if(self, flag: Array, message: str) -> None:
-        if is_host_data(flag):
-            self.flags.append(bool(flag))
-        else:
-            self.flags.append(self.xp.reshape(self.xp.astype(flag, self.xp.int8), (1,)))
+        self.flags.append(bool(flag) if is_host_data(flag) else flag)
         self.messages.append(message)
 
     def raise_first(self) -> None:
         """Raise the first failed check; the checks so far are then done."""
         on_device = [flag for flag in self.flags if not isinstance(flag, bool)]
-        read = iter(to_numpy(self.xp.concat(on_device)).tolist() if on_device else [])
+        read = iter(read_scalars(on_device) if on_device else [])
         for flag, message in zip(self.flags, self.messages, strict=True):
             if flag if isinstance(flag, bool) else next(read):
                 raise ValueError(message)

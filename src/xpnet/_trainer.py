@@ -182,7 +182,7 @@ class Trainer:
     def _prepare(self, x, y, sample_weight=None, class_weight=None, suffix="", split=0.0):
         """Checked data on the device; with `split`, ``(data, validation)``
         cut on the host when the data comes from there (one transfer each)."""
-        checks = _data.Checks(self._place(x).xp)
+        checks = _data.Checks()
         xs = self._features(x, checks, "x" + suffix)
         data = _data.labelled(xs, y, sample_weight, class_weight, self._spec(x), checks, suffix)
         if split:
@@ -359,7 +359,7 @@ class Trainer:
             with self._unplaced_on_error():
                 return _dask.predict(self, x, batch_size)
         with self._unplaced_on_error(), quiet_float_errors():
-            checks = _data.Checks(self._place(x).xp)
+            checks = _data.Checks()
             xs = self._features(x, checks)
             checks.raise_first()
             xs = _data.moved(xs, self._placement)

@@ -307,6 +307,22 @@ class JaxOps(ArrayAPIOps):
             cls._nonfinite = jax.jit(_jax_any_nonfinite)
         return cls._nonfinite(x)
 
+    _outside: Any = None
+
+    @classmethod
+    def labels_outside(cls, y: Array, k: int) -> Array:
+        if k > np.iinfo(y.dtype).max:  # no label of this dtype reaches k
+            return ArrayAPIOps.labels_outside(y, k)
+        if cls._outside is None:  # one program, not four operations
+            import jax
+
+            cls._outside = jax.jit(_jax_labels_outside)
+        return cls._outside(y, k)
+
+
+def _jax_labels_outside(y: Array, k: Array) -> Array:
+    return (y < 0).any() | (y >= k).any()
+
 
 def _jax_any_nonfinite(a: Array) -> Array:
     """Whether `a` holds a NaN or an infinity, from its largest magnitude:
