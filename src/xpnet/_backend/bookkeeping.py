@@ -29,6 +29,8 @@ from xpnet._typing import Array, DType
 
 def _jax(x: Any) -> Any:
     """The ``jax`` module if `x` is a concrete JAX array (not a tracer), else None."""
+    if type(x) is np.ndarray:  # the common case, without array-api-compat's checks
+        return None
     if array_api_compat.is_jax_array(x) and not is_traced(x):
         import jax
 
