@@ -186,26 +186,7 @@ class NumpyOps(ArrayAPIOps):
     def matmul_into(a: Array, b: Array, out: Array) -> Array:
         return np.matmul(a, b, out=out)
 
-    @staticmethod
-    def sparse_softmax_xent(z: Array, labels: Array, mean: bool) -> tuple[Array, Array]:
-        # The generic kernel's numbers in fewer and cheaper calls: a reduce
-        # along short rows costs microseconds, so the row maxima come from
-        # argmax and the row sums are BLAS products with ones; the labels
-        # index the flat rows, and the exponentials become the gradient in
-        # place, divided by their sums and the batch size in one pass.
-        n, k = z.shape
-        starts = _row_starts(n, k)
-        top = z.reshape(-1).take(starts + z.argmax(axis=1))
-        # C order, whatever the logits' layout: the flat view below must be a view
-        shifted = np.subtract(z, top[:, None], order="C")
-        e = np.exp(shifted)
-        total = np.dot(e, numpy_step.ones(k, e.dtype))
-        at = starts + labels
-        loss = np.dot(np.log(total) - shifted.reshape(-1).take(at), numpy_step.ones(n, e.dtype))
-        scale = 1.0 / n if mean else 1.0
-        np.multiply(e, (scale / total)[:, None], out=e)
-        e.reshape(-1)[at] -= scale
-        return loss * scale, e
+    sparse_softmax_xent = staticmethod(numpy_step.sparse_softmax_xent)
 
 
 _UNSIGNED = {np.dtype(f"i{size}"): np.dtype(f"u{size}") for size in (1, 2, 4, 8)}
@@ -266,7 +247,6 @@ class TorchOps(ArrayAPIOps):
 
 
 _CLASS_INDICES: dict[tuple, Array] = {}
-_ROW_STARTS: dict[tuple[int, int], Array] = {}
 
 
 def _class_indices(xp, k: int, labels: Array) -> Array:
@@ -281,15 +261,6 @@ def _class_indices(xp, k: int, labels: Array) -> Array:
         found = xp.arange(k, dtype=labels.dtype, device=device)
         if not is_traced(found):
             _CLASS_INDICES[key] = found
-    return found
-
-
-def _row_starts(n: int, k: int) -> Array:
-    """``arange(n) * k`` in NumPy: where each row of an ``(n, k)`` array
-    starts in its flat view. Made once per shape, never written to."""
-    found = _ROW_STARTS.get((n, k))
-    if found is None:
-        found = _ROW_STARTS[n, k] = np.arange(n, dtype=np.intp) * k
     return found
 
 

@@ -1,4 +1,5 @@
-"""The training step of a stack of Dense layers, written for NumPy.
+"""The training step of a stack of Dense layers, written for NumPy, and
+NumPy's softmax cross-entropy kernel for integer labels.
 
 A small model's step is bound by Python, not arithmetic: each NumPy call
 costs about a microsecond whatever the size of its arrays, so the speed is
@@ -153,4 +154,38 @@ def _buffer(found: Array | None, like: Array) -> Array:
     """`found` when it can hold a gradient of `like`, else a new array."""
     if found is None or found.shape != like.shape or found.dtype != like.dtype:
         return np.empty_like(like)
+    return found
+
+
+def sparse_softmax_xent(z: Array, labels: Array, mean: bool) -> tuple[Array, Array]:
+    """The softmax cross-entropy of logits `z` with integer `labels`:
+    ``(loss, gradient)``, the generic kernel's numbers in fewer and cheaper
+    calls. A reduce along short rows costs microseconds, so the row maxima
+    come from ``argmax`` and the row sums are BLAS products with ones; the
+    labels index the flat rows, and the exponentials become the gradient in
+    place, divided by their sums and the batch size in one pass."""
+    n, k = z.shape
+    starts = _row_starts(n, k)
+    top = z.reshape(-1).take(starts + z.argmax(axis=1))
+    # C order, whatever the logits' layout: the flat view below must be a view
+    shifted = np.subtract(z, top[:, None], order="C")
+    e = np.exp(shifted)
+    total = np.dot(e, ones(k, e.dtype))
+    at = starts + labels
+    loss = np.dot(np.log(total) - shifted.reshape(-1).take(at), ones(n, e.dtype))
+    scale = 1.0 / n if mean else 1.0
+    np.multiply(e, (scale / total)[:, None], out=e)
+    e.reshape(-1)[at] -= scale
+    return loss * scale, e
+
+
+_ROW_STARTS: dict[tuple[int, int], Array] = {}
+
+
+def _row_starts(n: int, k: int) -> Array:
+    """``arange(n) * k``: where each row of an ``(n, k)`` array starts in
+    its flat view. Made once per shape, never written to."""
+    found = _ROW_STARTS.get((n, k))
+    if found is None:
+        found = _ROW_STARTS[n, k] = np.arange(n, dtype=np.intp) * k
     return found
