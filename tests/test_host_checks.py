@@ -282,6 +282,30 @@ def test_device_arrays_are_checked_by_every_fit(placement, make, monkeypatch):
     assert len(calls) == 3
 
 
+@pytest.mark.parametrize("target", ["x", "y"])
+def test_one_nan_in_large_device_data_is_refused_and_changes_nothing(placement, make, target):
+    """4096 rows: large enough that a reduction runs vectorised."""
+    rng = np.random.default_rng(2)
+    host_x, host_y = rng.normal(size=(4096, 4)), rng.normal(size=(4096, 1))
+    (host_x if target == "x" else host_y)[1234, 0] = np.nan
+    model = xn.Sequential([Dense(3, activation="relu"), Dense(1)], backend=placement.name,
+                          device=placement.device, dtype="float64", seed=5)  # fmt: skip
+    model.compile(loss="mse", optimizer=xn.optimizers.Adam(0.01))
+    model.build(4)
+    before = model.get_weights()
+    x, y = make(host_x), make(host_y)
+    message = f"{target} contains NaN or infinite values"
+    calls = [lambda: model.fit(x, y, epochs=1, verbose=0),
+             lambda: model.train_on_batch(x, y),
+             lambda: model.evaluate(x, y)]  # fmt: skip
+    if target == "x":
+        calls.append(lambda: model.predict(x))
+    for call in calls:
+        with pytest.raises(ValueError, match=message):
+            call()
+        same_arrays(model.get_weights(), before)
+
+
 def test_a_jax_array_over_host_memory_written_after_a_fit_is_refused():
     jax = pytest.importorskip("jax")
     rng = np.random.default_rng(0)

@@ -131,7 +131,7 @@ class Checks:
         self.flags: list[Array | bool] = []
         self.messages: list[str] = []
 
-    def fail_if(self, flag: Array, message: str) -> None:
+    def fail_if(self, flag: Array | bool, message: str) -> None:
         self.flags.append(bool(flag) if is_host_data(flag) else flag)
         self.messages.append(message)
 
