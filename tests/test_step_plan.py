@@ -269,6 +269,7 @@ def test_train_on_batch_fast_path_equals_the_checked_path(placement):
         ("label", r"labels must be in \[0, 3\)"),
         ("negative", r"labels must be in \[0, 3\)"),
         ("negative64", r"labels must be in \[0, 3\)"),
+        ("scalar", r"y must hold integer labels of shape \(n_samples,\), got \(\)"),
     ],
 )
 def test_train_on_batch_fast_path_still_refuses_bad_values(placement, bad, message):
@@ -282,6 +283,8 @@ def test_train_on_batch_fast_path_still_refuses_bad_values(placement, bad, messa
         y[3] = -1
     else:
         x[2, 1] = np.nan if bad == "nan" else np.inf
+    if bad == "scalar":  # one row, its label given as a 0-d array
+        x, y = x[:1], y[0]
     xd = _backend.asarray(x, placement, "float64")
     yd = _backend.asarray(y, placement, "int64" if bad == "negative64" else "int32")
     with pytest.raises(ValueError, match=message):

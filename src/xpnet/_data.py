@@ -303,7 +303,9 @@ def ready(x: Any, y: Any, spec: Spec, input_dim: int) -> Data | None:
     if type(x) is not _array_type(backend) or type(y) is not type(x):  # no subclasses
         return None
     n = int(x.shape[0])
-    if int(x.shape[1]) != input_dim or int(y.shape[0]) != n or device_of(x) != backend.device:
+    if y.ndim == 0 or int(x.shape[1]) != input_dim or int(y.shape[0]) != n:
+        return None
+    if device_of(x) != backend.device:
         return None
     if spec.task == "sparse":
         if y.ndim != 1 or y.dtype not in (xp.int32, xp.int64):  # as the full checks cast to
