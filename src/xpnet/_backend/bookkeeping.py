@@ -110,7 +110,8 @@ def take_rows(arrays: Sequence[Array | None], index: Array) -> list[Array | None
 
 
 def read_scalars(values: Sequence[Array]) -> list[float]:
-    """Scalars of one device as Python floats, read in one transfer."""
+    """Scalars of one device as Python numbers (floats; booleans may come
+    back as bools), read in one transfer."""
     first = values[0]
     jax = _jax(first)
     if jax is not None:

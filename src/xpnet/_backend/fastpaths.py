@@ -266,7 +266,8 @@ def _class_indices(xp, k: int, labels: Array) -> Array:
 
 class JaxOps(ArrayAPIOps):
     """JAX runs each operation as its own program, compiled on first use for
-    every new shape: the checks of a new dataset are fused into one."""
+    every new shape: each check of a new dataset is one program of its own
+    (jitted here), not a program per operation."""
 
     _nonfinite: Any = None
 
